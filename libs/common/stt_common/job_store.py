@@ -1,0 +1,138 @@
+"""Job state in Redis, and the one place where the ordering rule between updates is enforced.
+
+THE ORDERING RULE. Every stored job has a rank `(generation, phase)`: generation is 1 for a new
+job and grows by one with each replay; phase is 1 while PROCESSING and 2 once COMPLETED or
+FAILED. An update is applied only if its rank is greater than the stored one. At equal rank:
+  * phase 2 (terminal): the first result wins; a second worker's late result is dropped;
+  * phase 1 (progress): the newer `updated_at` wins, so progress never goes backwards.
+So a late PROCESSING never hides a result, a replay (generation + 1) legitimately moves a FAILED
+job back to PROCESSING and on to COMPLETED, and a stale attempt never beats a newer one. The rule
+runs inside Redis (Lua) so concurrent projectors cannot interleave a read and a write.
+
+Each key expires `REDIS_JOB_TTL` seconds after the job's own last change (`updated_at`), never
+after the moment it was written, so a rebuild from Kafka restores the same expiry.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from redis.asyncio import Redis
+
+from stt_common.messages import JobRecord
+from stt_common.settings import RedisSettings
+
+KEY_PREFIX = "stt:job:"
+
+# KEYS[1] job key; ARGV: generation, phase, updated_at (ms), data, expire_at (s), now (s)
+_APPLY = """
+local g, p, u = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local expire_at = tonumber(ARGV[5])
+if expire_at <= tonumber(ARGV[6]) then return 'expired' end
+local cur = redis.call('HMGET', KEYS[1], 'generation', 'phase', 'updated')
+if cur[1] then
+  local cg, cp, cu = tonumber(cur[1]), tonumber(cur[2]), tonumber(cur[3])
+  if g < cg or (g == cg and p < cp) then return 'stale' end
+  if g == cg and p == cp and (p == 2 or u <= cu) then
+    redis.call('EXPIREAT', KEYS[1], expire_at, 'GT')
+    return 'same'
+  end
+end
+redis.call('HSET', KEYS[1], 'generation', g, 'phase', p, 'updated', u, 'data', ARGV[4])
+redis.call('EXPIREAT', KEYS[1], expire_at)
+return 'applied'
+"""
+
+# KEYS[1] job key; ARGV: data, updated_at (ms), ttl (s), generation. Returns existing data or nil.
+_CREATE = """
+local existing = redis.call('HGET', KEYS[1], 'data')
+if existing then return existing end
+redis.call('HSET', KEYS[1], 'generation', ARGV[4], 'phase', 1, 'updated', ARGV[2], 'data', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return false
+"""
+
+# KEYS[1] job key; ARGV: data. Deletes only the record this caller wrote.
+_DISCARD = """
+if redis.call('HGET', KEYS[1], 'data') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Outcome(enum.StrEnum):
+    APPLIED = "applied"  # stored; a new state
+    SAME = "same"  # already held at this rank; nothing changed but the expiry
+    STALE = "stale"  # older than what is stored; dropped
+    EXPIRED = "expired"  # its TTL has already run out; dropped
+
+
+def job_key(request_id: str) -> str:
+    return KEY_PREFIX + request_id
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def connect(settings: RedisSettings) -> Redis:
+    password = settings.password.get_secret_value() if settings.password else None
+    return Redis(
+        host=settings.host,
+        port=settings.port,
+        db=settings.db,
+        password=password,
+        ssl=settings.ssl,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
+class JobStore:
+    def __init__(self, redis: Redis, ttl: int) -> None:
+        self.redis = redis
+        self.ttl = ttl
+        self._apply = redis.register_script(_APPLY)
+        self._create = redis.register_script(_CREATE)
+        self._discard = redis.register_script(_DISCARD)
+
+    def expire_at(self, record: JobRecord) -> int:
+        return int(record.updated_at.timestamp()) + self.ttl
+
+    async def get(self, request_id: str) -> JobRecord | None:
+        data = await self.redis.hget(job_key(request_id), "data")
+        return JobRecord.model_validate_json(data) if data else None
+
+    async def create(self, record: JobRecord, ttl: int) -> tuple[JobRecord | None, str]:
+        """Store `record` unless the job exists. Returns (existing record or None, data written)."""
+        data = record.model_dump_json(exclude_none=True)
+        existing = await self._create(
+            keys=[job_key(record.request_id)], args=[data, _ms(record.updated_at), ttl, record.generation]
+        )
+        return (JobRecord.model_validate_json(existing) if existing else None), data
+
+    async def confirm(self, record: JobRecord) -> None:
+        """Extend a freshly created record to its full TTL once its event is durable."""
+        await self.redis.expireat(job_key(record.request_id), self.expire_at(record), gt=True)
+
+    async def discard(self, request_id: str, data: str) -> None:
+        await self._discard(keys=[job_key(request_id)], args=[data])
+
+    async def apply(self, record: JobRecord, now: float) -> Outcome:
+        """Store `record` if the ordering rule allows it (see the module docstring)."""
+        result = await self._apply(
+            keys=[job_key(record.request_id)],
+            args=[
+                record.generation,
+                int(record.phase),
+                _ms(record.updated_at),
+                record.model_dump_json(exclude_none=True),
+                self.expire_at(record),
+                int(now),
+            ],
+        )
+        return Outcome(result.decode() if isinstance(result, bytes) else result)
+
+    async def delete(self, request_id: str) -> bool:
+        return bool(await self.redis.delete(job_key(request_id)))

@@ -1,0 +1,219 @@
+"""Every setting of the service, read from the environment and an optional `.env`.
+
+The seed's names (`REDIS_HOST`, `REDIS_PORT`, `REDIS_PASSWORD`, `REDIS_DB`, `REDIS_JOB_TTL`) are kept
+exactly; everything else follows the same upper-case style. Each group is its own class so a
+process only validates what it uses, and `load()` turns a validation error into one line that
+names the variable instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_FILE = ".env"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", env_file_encoding="utf-8")
+
+
+class RedisSettings(_Base):
+    model_config = SettingsConfigDict(env_prefix="REDIS_")
+
+    host: str = "localhost"
+    port: int = Field(6379, ge=1, le=65535)
+    password: SecretStr | None = None
+    db: int = Field(0, ge=0)
+    job_ttl: int = Field(3600, ge=1, description="Seconds a job stays pollable after its last change")
+    ssl: bool = False
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+class KafkaSettings(_Base):
+    model_config = SettingsConfigDict(env_prefix="KAFKA_")
+
+    bootstrap_servers: str = "localhost:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+
+    topic_submit: str = "stt.jobs.submit"
+    topic_results: str = "stt.jobs.results"
+    topic_status: str = "stt.jobs.status"
+    topic_dlq: str = "stt.jobs.dlq"
+    topic_partitions: int = Field(12, ge=1, description="Bounds how many transcribers work at once")
+    replication_factor: int = Field(1, ge=1)
+    submit_retention_ms: int = Field(7 * 24 * 3600 * 1000, description="How far back replay reaches")
+
+    retry_delays: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["30s", "5m"],
+        description="One retry topic per delay; a transient failure moves to the next one",
+    )
+    transcriber_group: str = "stt-transcriber"
+    projector_group: str = "stt-projector"
+    publish_timeout: float = Field(5.0, gt=0, description="Seconds the API waits for acks=all")
+
+
+    @field_validator("retry_delays", mode="before")
+    @classmethod
+    def _delays(cls, value: object) -> object:
+        value = _split_csv(value)
+        for item in value if isinstance(value, list) else []:
+            parse_duration(item)
+        return value
+
+    def retry_topics(self) -> list[tuple[str, float]]:
+        """(topic, delay in seconds) for each retry step, in order."""
+        prefix = self.topic_submit.removesuffix(".submit")
+        return [(f"{prefix}.retry.{d}", parse_duration(d)) for d in self.retry_delays]
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """'30s', '5m', '1h', '500ms' -> seconds."""
+    for unit in ("ms", "s", "m", "h"):
+        number = text.removesuffix(unit)
+        if number != text and number.replace(".", "", 1).isdigit():
+            return float(number) * _UNITS[unit]
+    raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h")
+
+
+class MinioSettings(_Base):
+    model_config = SettingsConfigDict(env_prefix="MINIO_")
+
+    endpoint: str = "localhost:9000"
+    access_key: str = ""
+    secret_key: SecretStr = SecretStr("")
+    bucket: str = "stt-media"
+    secure: bool = False
+    region: str = "us-east-1"
+
+
+class ApiSettings(_Base):
+    model_config = SettingsConfigDict(env_prefix="STT_")
+
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    allow_no_auth: bool = Field(False, description="Development only: serve without API keys")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    submit_ttl_before_publish: int = Field(
+        60, ge=5, description="TTL of the PROCESSING record until its submit event is acknowledged"
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+
+class ModelSettings(_Base):
+    model_config = SettingsConfigDict(env_prefix="STT_")
+
+    engine: Literal["whisper", "fake"] = Field(
+        "whisper", description="'fake' skips the model (benchmarks of the pipeline itself)"
+    )
+    model: str = Field("base", description="A directory with a CTranslate2 Whisper model, or a name")
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = Field(0, ge=0, description="0 lets CTranslate2 pick")
+    beam_size: int = Field(5, ge=1, le=20)
+    vad_filter: bool = False
+    cache_dir: Path = Path(".cache")
+
+
+class FetchSettings(_Base):
+    model_config = SettingsConfigDict(env_prefix="STT_FETCH_")
+
+    max_bytes: int = Field(512 * 1024 * 1024, ge=1)
+    max_audio_seconds: float = Field(4 * 3600, gt=0)
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(30.0, gt=0)
+    total_timeout: float = Field(600.0, gt=0)
+    max_redirects: int = Field(5, ge=0, le=20)
+    allow_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts or CIDR networks reachable even though private (the MinIO endpoint is always)",
+    )
+
+    @field_validator("allow_hosts", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+
+class WorkerSettings(_Base):
+    model_config = SettingsConfigDict(env_prefix="STT_WORKER_")
+
+    id: str = ""
+    shutdown_grace: float = Field(30.0, ge=0, description="Seconds SIGTERM waits for the current job")
+    work_dir: Path = Path("/tmp/stt-work")
+
+
+class Settings:
+    """All groups, each validated on first use."""
+
+    @cached_property
+    def redis(self) -> RedisSettings:
+        return load(RedisSettings)
+
+    @cached_property
+    def kafka(self) -> KafkaSettings:
+        return load(KafkaSettings)
+
+    @cached_property
+    def minio(self) -> MinioSettings:
+        return load(MinioSettings)
+
+    @cached_property
+    def api(self) -> ApiSettings:
+        return load(ApiSettings)
+
+    @cached_property
+    def model(self) -> ModelSettings:
+        return load(ModelSettings)
+
+    @cached_property
+    def fetch(self) -> FetchSettings:
+        return load(FetchSettings)
+
+    @cached_property
+    def worker(self) -> WorkerSettings:
+        return load(WorkerSettings)
+
+
+class SettingsError(SystemExit):
+    """A bad setting: exits the process (status 1) printing one readable line."""
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(cls: type[S]) -> S:
+    try:
+        return cls()
+    except ValidationError as exc:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            lines.append(f"invalid setting {prefix}{field.upper()}: {err['msg']}")
+        raise SettingsError("; ".join(lines)) from None

@@ -1,0 +1,1 @@
+"""The HTTP API: accepts jobs, publishes submit events, answers polls from Redis."""

@@ -1,0 +1,49 @@
+"""The FastAPI application and its lifetime (Redis pool, Kafka producer)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from stt_api import errors
+from stt_api.auth import accepted_keys
+from stt_api.routes import health, transcribe
+from stt_api.submit_events import SubmitPublisher
+from stt_common import bus, job_store
+from stt_common.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    api_keys = accepted_keys(settings.api)  # fails before serving when no key is configured
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = job_store.connect(settings.redis)
+        app.state.job_store = job_store.JobStore(redis, settings.redis.job_ttl)
+        app.state.publisher = SubmitPublisher(settings.kafka)
+        app.state.pending_ttl = settings.api.submit_ttl_before_publish
+        app.state.api_keys = api_keys
+        try:
+            await bus.ensure_topics(settings.kafka, attempts=5)
+        except ConnectionError:
+            pass  # submits answer 503 until Kafka is back; the producer reconnects by itself
+        await app.state.publisher.start()
+        try:
+            yield
+        finally:
+            await app.state.publisher.close()
+            await redis.aclose()
+
+    app = FastAPI(
+        title="stt",
+        summary="Asynchronous speech-to-text: submit a media URL, poll for the transcript",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(transcribe.router)
+    return app

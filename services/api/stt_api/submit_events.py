@@ -1,0 +1,68 @@
+"""Publishes submit events: the API's only write to Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from stt_common import bus
+from stt_common.messages import SubmitEvent
+from stt_common.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+class PublishError(Exception):
+    """The event was not acknowledged by Kafka in time; the job was not accepted."""
+
+
+class SubmitPublisher:
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ready_producer(self) -> AIOKafkaProducer:
+        # Started lazily so the API can come up (and answer 503) while Kafka is still down.
+        async with self._lock:
+            if self._producer is None:
+                producer = bus.producer(self.settings)
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
+
+    async def start(self) -> None:
+        try:
+            await asyncio.wait_for(self._ready_producer(), self.settings.publish_timeout)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("Kafka not reachable yet (%s); submits answer 503 until it is", exc)
+
+    async def publish(self, event: SubmitEvent) -> None:
+        try:
+            async with asyncio.timeout(self.settings.publish_timeout):
+                producer = await self._ready_producer()
+                await producer.send_and_wait(
+                    self.settings.topic_submit, bus.encode(event), key=bus.key(event.request_id)
+                )
+        except TimeoutError as exc:
+            raise PublishError(
+                f"Kafka did not acknowledge the job within {self.settings.publish_timeout:g}s"
+            ) from exc
+        except (KafkaError, OSError) as exc:
+            raise PublishError(f"Kafka refused the job: {exc.__class__.__name__}") from exc
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

@@ -1,0 +1,41 @@
+"""`stt projector [--rebuild]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from stt_common import job_store, logs
+from stt_common.settings import Settings
+from stt_projector.rebuild import rebuild
+from stt_projector.runner import run_projector
+
+
+async def _main(rebuild_only: bool) -> int:
+    settings = Settings()
+    redis = job_store.connect(settings.redis)
+    store = job_store.JobStore(redis, settings.redis.job_ttl)
+    try:
+        if rebuild_only:
+            counts = await rebuild(settings.kafka, store)
+            print(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing to rebuild")
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_projector(settings.kafka, store, stop)
+        return 0
+    finally:
+        await redis.aclose()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="stt projector", description="Project job states into Redis")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="restore Redis from the status topic, then exit"
+    )
+    args = parser.parse_args(argv)
+    logs.setup("projector")
+    return asyncio.run(_main(args.rebuild))

@@ -1,0 +1,86 @@
+"""The projector loop: consume submit and result events, apply them to Redis, log the change.
+
+Every change that Redis accepts (or already holds) is also written to the compacted status topic,
+which is what `stt projector --rebuild` reads back. Offsets are committed only after both, so a
+crash replays events, and the ordering rule in `job_store` makes the replay harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+from stt_common import bus, dead_letters
+from stt_common.job_store import JobStore, Outcome
+from stt_common.settings import KafkaSettings
+from stt_projector.projection import PoisonEvent, record_from
+
+log = logging.getLogger(__name__)
+
+
+class Projector:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        store: JobStore,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        stop: asyncio.Event,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.consumer = consumer
+        self.producer = producer
+        self.stopping = stop
+
+    async def handle(self, record: ConsumerRecord[bytes, bytes]) -> Outcome | None:
+        try:
+            job = record_from(record.topic, record.value, self.settings)
+        except PoisonEvent as exc:
+            await dead_letters.send(
+                self.producer,
+                self.settings.topic_dlq,
+                record,
+                group=self.settings.projector_group,
+                attempt=1,
+                error_type="poison_event",
+                message=str(exc),
+            )
+            return None
+        outcome = await self.store.apply(job, time.time())
+        if outcome in (Outcome.APPLIED, Outcome.SAME):
+            await self.producer.send_and_wait(
+                self.settings.topic_status, bus.encode(job), key=bus.key(job.request_id)
+            )
+        log.debug(
+            "%s %s gen=%d -> %s", record.topic, job.status, job.generation, outcome,
+            extra={"request_id": job.request_id},
+        )
+        return outcome
+
+    async def run(self) -> None:
+        while not self.stopping.is_set():
+            batches = await self.consumer.getmany(timeout_ms=500, max_records=500)
+            for tp, records in batches.items():
+                for record in records:
+                    await self.handle(record)
+                await self.consumer.commit({tp: records[-1].offset + 1})
+
+
+async def run_projector(settings: KafkaSettings, store: JobStore, stop: asyncio.Event) -> None:
+    await bus.ensure_topics(settings)
+    consumer = bus.consumer(
+        settings, settings.topic_submit, settings.topic_results, group=settings.projector_group
+    )
+    producer = bus.producer(settings)
+    await producer.start()
+    await consumer.start()
+    try:
+        await Projector(settings, store, consumer, producer, stop).run()
+    finally:
+        await consumer.stop()
+        await producer.stop()

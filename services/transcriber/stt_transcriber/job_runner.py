@@ -1,0 +1,122 @@
+"""One job, start to finish: fetch the media, check it, transcribe it, describe the outcome.
+
+Knows nothing about consumer groups or offsets; `worker` decides when a job runs and what is
+committed. Progress goes out through `report`, the outcome is returned as a result event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from stt_common.messages import JobStatus, ResultEvent, SubmitEvent
+from stt_common.settings import FetchSettings, MinioSettings
+from stt_transcriber import audio
+from stt_transcriber.engine import Engine, Transcript
+from stt_transcriber.errors import JobError
+from stt_transcriber.media_fetch import fetch_media
+
+log = logging.getLogger(__name__)
+Report = Callable[[str, float | None], Awaitable[None]]
+PROGRESS_EVERY = 2.0  # seconds between progress events, so long jobs do not flood the topic
+
+
+class JobRunner:
+    def __init__(
+        self,
+        engine: Engine,
+        fetch: FetchSettings,
+        minio: MinioSettings,
+        work_dir: Path,
+        worker_id: str,
+    ) -> None:
+        self.engine = engine
+        self.fetch = fetch
+        self.minio = minio
+        self.work_dir = work_dir
+        self.worker_id = worker_id
+
+    def _result(self, job: SubmitEvent, status: JobStatus, **fields: object) -> ResultEvent:
+        return ResultEvent(
+            request_id=job.request_id,
+            generation=job.generation,
+            attempt=job.attempt,
+            status=status,
+            worker=self.worker_id,
+            media_url=job.media_url,
+            requested_language=job.language,
+            source=job.source,
+            submitted_at=job.submitted_at,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    def progress(self, job: SubmitEvent, stage: str, share: float | None) -> ResultEvent:
+        return self._result(job, JobStatus.PROCESSING, stage=stage, progress=share)
+
+    def failed(self, job: SubmitEvent, error: JobError, started: float) -> ResultEvent:
+        return self._result(
+            job,
+            JobStatus.FAILED,
+            stage="done",
+            error=error.message,
+            error_type=error.error_type,
+            processing_time=round(time.monotonic() - started, 3),
+        )
+
+    async def run(self, job: SubmitEvent, report: Report) -> ResultEvent:
+        """Transcribe `job`. Raises JobError; the caller decides between retry and FAILED."""
+        started = time.monotonic()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_dir))
+        try:
+            await report("downloading", None)
+            media = await fetch_media(job.media_url, scratch / "media", self.fetch, self.minio)
+            await asyncio.to_thread(audio.probe, media, self.fetch.max_audio_seconds)
+            await report("transcribing", 0.0)
+            transcript = await self._transcribe(job, media, report)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return self._result(
+            job,
+            JobStatus.COMPLETED,
+            stage="done",
+            progress=1.0,
+            transcription=transcript.text,
+            duration=round(transcript.duration, 3),
+            confidence=round(transcript.confidence, 4),
+            processing_time=round(time.monotonic() - started, 3),
+            language=transcript.language,
+            language_probability=round(transcript.language_probability, 4),
+            segments=transcript.segments,
+        )
+
+    async def _transcribe(self, job: SubmitEvent, media: Path, report: Report) -> Transcript:
+        loop = asyncio.get_running_loop()
+        latest: list[float] = []
+        last_sent = time.monotonic()
+
+        def on_progress(share: float) -> None:  # runs in the inference thread
+            latest.append(share)
+
+        async def pump() -> None:
+            nonlocal last_sent
+            while True:
+                await asyncio.sleep(PROGRESS_EVERY)
+                if latest and time.monotonic() - last_sent >= PROGRESS_EVERY:
+                    last_sent = time.monotonic()
+                    try:
+                        await report("transcribing", round(latest[-1], 3))
+                    except Exception as exc:  # progress is best effort; the result is not
+                        log.warning("progress not published: %s", exc)
+
+        language = None if job.language == "auto" else job.language
+        pumping = loop.create_task(pump())
+        try:
+            return await asyncio.to_thread(self.engine.transcribe, media, language, on_progress)
+        finally:
+            pumping.cancel()

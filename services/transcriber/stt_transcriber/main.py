@@ -1,0 +1,71 @@
+"""`stt transcriber`: join the consumer group and transcribe jobs until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+
+from stt_common import bus, job_store, logs
+from stt_common.model_files import resolve_model
+from stt_common.settings import Settings
+from stt_transcriber.engine import Engine, WhisperEngine
+from stt_transcriber.fake_engine import FakeEngine
+from stt_transcriber.job_runner import JobRunner
+from stt_transcriber.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+def load_engine(settings: Settings) -> Engine:
+    if settings.model.engine == "fake":
+        return FakeEngine()
+    started = time.monotonic()
+    model = resolve_model(settings.model.model, settings.model.cache_dir)
+    engine = WhisperEngine(model, settings.model)
+    log.info("model %s loaded in %.2fs", settings.model.model, time.monotonic() - started)
+    return engine
+
+
+async def _main() -> int:
+    settings = Settings()
+    worker_id = settings.worker.id or f"{socket.gethostname()}-{os.getpid()}"
+    engine = await asyncio.to_thread(load_engine, settings)  # once per process, not per job
+    await bus.ensure_topics(settings.kafka)
+    redis = job_store.connect(settings.redis)
+    store = job_store.JobStore(redis, settings.redis.job_ttl)
+    consumer = bus.consumer(
+        settings.kafka, group=settings.kafka.transcriber_group, client_id=worker_id,
+        max_poll_records=1,
+    )
+    producer = bus.producer(settings.kafka)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = JobRunner(engine, settings.fetch, settings.minio, settings.worker.work_dir, worker_id)
+    worker = Worker(
+        settings.kafka, runner, store, consumer, producer, stop, settings.worker.shutdown_grace
+    )
+    await producer.start()
+    worker.subscribe()
+    await consumer.start()
+    log.info("transcriber %s ready", worker_id)
+    try:
+        await worker.run()
+    finally:
+        await consumer.stop()  # leaves the group at once, so partitions move without delay
+        await producer.stop()
+        await redis.aclose()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="stt transcriber", description="Run a transcriber worker")
+    parser.parse_args(argv)
+    logs.setup("transcriber")
+    return asyncio.run(_main())
