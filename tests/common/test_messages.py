@@ -46,7 +46,9 @@ def test_hostile_media_urls_are_refused(url: str, reason: str) -> None:
 
 def test_language_defaults_to_vi_and_accepts_auto() -> None:
     assert TranscribeRequest(request_id="r", media_url="s3://b/k").language == "vi"
-    assert TranscribeRequest(request_id="r", media_url="s3://b/k", language="AUTO").language == "auto"
+    assert (
+        TranscribeRequest(request_id="r", media_url="s3://b/k", language="AUTO").language == "auto"
+    )
     with pytest.raises(ValidationError, match="language"):
         TranscribeRequest(request_id="r", media_url="s3://b/k", language="klingon")
 

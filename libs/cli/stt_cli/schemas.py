@@ -12,7 +12,8 @@ DEFAULT_DIR = Path("libs/common/schemas")
 
 def render() -> dict[str, str]:
     return {
-        f"{name}.schema.json": json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n"
+        f"{name}.schema.json": json.dumps(model.model_json_schema(), indent=2, sort_keys=True)
+        + "\n"
         for name, model in PUBLIC_SCHEMAS.items()
     }
 

@@ -52,7 +52,9 @@ def producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**(options | overrides))
 
 
-def consumer(settings: KafkaSettings, *topics: str, group: str | None, **overrides: Any) -> AIOKafkaConsumer:
+def consumer(
+    settings: KafkaSettings, *topics: str, group: str | None, **overrides: Any
+) -> AIOKafkaConsumer:
     options = client_options(settings) | {
         "group_id": group,
         "enable_auto_commit": False,

@@ -108,7 +108,8 @@ class JobStore:
         """Store `record` unless the job exists. Returns (existing record or None, data written)."""
         data = record.model_dump_json(exclude_none=True)
         existing = await self._create(
-            keys=[job_key(record.request_id)], args=[data, _ms(record.updated_at), ttl, record.generation]
+            keys=[job_key(record.request_id)],
+            args=[data, _ms(record.updated_at), ttl, record.generation],
         )
         return (JobRecord.model_validate_json(existing) if existing else None), data
 

@@ -105,7 +105,7 @@ class Segment(BaseModel):
 class _Event(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     request_id: RequestId
     generation: int = Field(1, ge=1, description="1, plus one for each replay of the job")
 
@@ -220,7 +220,7 @@ class TranscribeRequest(BaseModel):
 
 
 class JobResponse(TranscriptFields):
-    """Body of `GET /api/v1/transcribe/{request_id}` (and of a submit). Absent fields are omitted."""
+    """Body of `GET /api/v1/transcribe/{request_id}` and of a submit; absent fields are omitted."""
 
     request_id: str
     status: JobStatus

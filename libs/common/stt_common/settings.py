@@ -1,7 +1,7 @@
 """Every setting of the service, read from the environment and an optional `.env`.
 
-The seed's names (`REDIS_HOST`, `REDIS_PORT`, `REDIS_PASSWORD`, `REDIS_DB`, `REDIS_JOB_TTL`) are kept
-exactly; everything else follows the same upper-case style. Each group is its own class so a
+The seed's names (`REDIS_HOST`, `REDIS_PORT`, `REDIS_PASSWORD`, `REDIS_DB`, `REDIS_JOB_TTL`) are
+kept exactly; everything else follows the same upper-case style. Each group is its own class so a
 process only validates what it uses, and `load()` turns a validation error into one line that
 names the variable instead of a traceback.
 """
@@ -35,7 +35,9 @@ class RedisSettings(_Base):
     port: int = Field(6379, ge=1, le=65535)
     password: SecretStr | None = None
     db: int = Field(0, ge=0)
-    job_ttl: int = Field(3600, ge=1, description="Seconds a job stays pollable after its last change")
+    job_ttl: int = Field(
+        3600, ge=1, description="Seconds a job stays pollable after its last change"
+    )
     ssl: bool = False
 
     @field_validator("password", mode="before")
@@ -60,7 +62,9 @@ class KafkaSettings(_Base):
     topic_dlq: str = "stt.jobs.dlq"
     topic_partitions: int = Field(12, ge=1, description="Bounds how many transcribers work at once")
     replication_factor: int = Field(1, ge=1)
-    submit_retention_ms: int = Field(7 * 24 * 3600 * 1000, description="How far back replay reaches")
+    submit_retention_ms: int = Field(
+        7 * 24 * 3600 * 1000, description="How far back replay reaches"
+    )
 
     retry_delays: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["30s", "5m"],
@@ -69,7 +73,6 @@ class KafkaSettings(_Base):
     transcriber_group: str = "stt-transcriber"
     projector_group: str = "stt-projector"
     publish_timeout: float = Field(5.0, gt=0, description="Seconds the API waits for acks=all")
-
 
     @field_validator("retry_delays", mode="before")
     @classmethod
@@ -131,7 +134,9 @@ class ModelSettings(_Base):
     engine: Literal["whisper", "fake"] = Field(
         "whisper", description="'fake' skips the model (benchmarks of the pipeline itself)"
     )
-    model: str = Field("base", description="A directory with a CTranslate2 Whisper model, or a name")
+    model: str = Field(
+        "base", description="A directory with a CTranslate2 Whisper model, or a name"
+    )
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     compute_type: str = "int8"
     cpu_threads: int = Field(0, ge=0, description="0 lets CTranslate2 pick")
@@ -151,7 +156,7 @@ class FetchSettings(_Base):
     max_redirects: int = Field(5, ge=0, le=20)
     allow_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Hosts or CIDR networks reachable even though private (the MinIO endpoint is always)",
+        description="Private hosts or networks that may be fetched (MinIO's always is)",
     )
 
     @field_validator("allow_hosts", mode="before")
@@ -164,7 +169,9 @@ class WorkerSettings(_Base):
     model_config = SettingsConfigDict(env_prefix="STT_WORKER_")
 
     id: str = ""
-    shutdown_grace: float = Field(30.0, ge=0, description="Seconds SIGTERM waits for the current job")
+    shutdown_grace: float = Field(
+        30.0, ge=0, description="Seconds SIGTERM waits for the current job"
+    )
     work_dir: Path = Path("/tmp/stt-work")
 
 

