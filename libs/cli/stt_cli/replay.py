@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from stt_common import bus, dead_letters, job_store
@@ -56,9 +56,7 @@ async def read_range(
     consumer: AIOKafkaConsumer, topic: str, since: datetime | None
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of `topic` from `since` up to the end as it was when reading began."""
-    await consumer.topics()  # loads the metadata that partitions_for_topic reads
-    partitions = consumer.partitions_for_topic(topic) or set()
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    tps = await bus.topic_partitions(consumer, topic)
     consumer.assign(tps)
     end = await consumer.end_offsets(tps)
     if since is None:

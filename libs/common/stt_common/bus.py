@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.structs import TopicPartition
 from pydantic import BaseModel
 
 from stt_common.settings import KafkaSettings
@@ -62,6 +63,16 @@ def consumer(
         "isolation_level": "read_committed",
     }
     return AIOKafkaConsumer(*topics, **(options | overrides))
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """All partitions of `topic`, from fresh metadata (for group-less readers that assign)."""
+    # aiokafka's public partitions_for_topic() only knows topics already subscribed to.
+    cluster = await consumer._client.fetch_all_metadata()
+    partitions = cluster.partitions_for_topic(topic)
+    if not partitions:
+        raise LookupError(f"topic {topic} does not exist")
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
 
 
 def topic_specs(settings: KafkaSettings) -> list[NewTopic]:

@@ -23,8 +23,13 @@ def main(argv: list[str]) -> int:
     if args.workers > 1:
         # Each worker process builds its own app (and Redis pool, Kafka producer).
         uvicorn.run(
-            "stt_api.app:create_app", factory=True, workers=args.workers, host=host, port=port,
-            log_config=None, access_log=False,
+            "stt_api.app:create_app",
+            factory=True,
+            workers=args.workers,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
         )
         return 0
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)

@@ -32,7 +32,9 @@ async def _main(rebuild_only: bool) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="stt projector", description="Project job states into Redis")
+    parser = argparse.ArgumentParser(
+        prog="stt projector", description="Project job states into Redis"
+    )
     parser.add_argument(
         "--rebuild", action="store_true", help="restore Redis from the status topic, then exit"
     )

@@ -10,8 +10,6 @@ import logging
 import time
 from collections import Counter
 
-from aiokafka.structs import TopicPartition
-
 from stt_common import bus
 from stt_common.job_store import JobStore
 from stt_common.settings import KafkaSettings
@@ -25,8 +23,7 @@ async def rebuild(settings: KafkaSettings, store: JobStore) -> Counter[str]:
     await consumer.start()
     counts: Counter[str] = Counter()
     try:
-        partitions = consumer.partitions_for_topic(settings.topic_status) or set()
-        tps = [TopicPartition(settings.topic_status, p) for p in sorted(partitions)]
+        tps = await bus.topic_partitions(consumer, settings.topic_status)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)

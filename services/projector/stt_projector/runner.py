@@ -57,7 +57,11 @@ class Projector:
                 self.settings.topic_status, bus.encode(job), key=bus.key(job.request_id)
             )
         log.debug(
-            "%s %s gen=%d -> %s", record.topic, job.status, job.generation, outcome,
+            "%s %s gen=%d -> %s",
+            record.topic,
+            job.status,
+            job.generation,
+            outcome,
             extra={"request_id": job.request_id},
         )
         return outcome
@@ -79,6 +83,7 @@ async def run_projector(settings: KafkaSettings, store: JobStore, stop: asyncio.
     producer = bus.producer(settings)
     await producer.start()
     await consumer.start()
+    log.info("projector ready")
     try:
         await Projector(settings, store, consumer, producer, stop).run()
     finally:

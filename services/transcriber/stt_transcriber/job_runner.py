@@ -52,7 +52,7 @@ class JobRunner:
             requested_language=job.language,
             source=job.source,
             submitted_at=job.submitted_at,
-            **fields,  # type: ignore[arg-type]
+            **fields,
         )
 
     def progress(self, job: SubmitEvent, stage: str, share: float | None) -> ResultEvent:

@@ -39,7 +39,9 @@ async def _main() -> int:
     redis = job_store.connect(settings.redis)
     store = job_store.JobStore(redis, settings.redis.job_ttl)
     consumer = bus.consumer(
-        settings.kafka, group=settings.kafka.transcriber_group, client_id=worker_id,
+        settings.kafka,
+        group=settings.kafka.transcriber_group,
+        client_id=worker_id,
         max_poll_records=1,
     )
     producer = bus.producer(settings.kafka)

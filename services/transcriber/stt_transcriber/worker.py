@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
+
 from stt_common import bus, dead_letters
 from stt_common.job_store import JobStore
 from stt_common.messages import JobStatus, Phase, ResultEvent, SubmitEvent
@@ -27,7 +29,7 @@ from stt_transcriber.errors import JobError
 from stt_transcriber.job_runner import JobRunner
 
 log = logging.getLogger(__name__)
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 POLL_WHILE_BUSY = 1.0  # seconds between keep-alive polls while a job runs
 
 
@@ -134,7 +136,10 @@ class Worker:
                 if self.stop.is_set() and deadline is None:
                     deadline = loop.time() + self.shutdown_grace
                 if deadline is not None and loop.time() > deadline and not task.done():
-                    log.warning("shutdown: handing back the running job", extra={"request_id": job.request_id})
+                    log.warning(
+                        "shutdown: handing back the running job",
+                        extra={"request_id": job.request_id},
+                    )
                     task.cancel()
                     return False
                 await self._keep_alive()
@@ -176,8 +181,9 @@ class Worker:
                     record, job.attempt, result.error_type or "failed", result.error or ""
                 )
             log.info(
-                "job %s", result.status, extra={"request_id": job.request_id,
-                                                "processing_time": result.processing_time},
+                "job %s",
+                result.status,
+                extra={"request_id": job.request_id, "processing_time": result.processing_time},
             )
             return True
         except (KafkaError, OSError) as exc:
@@ -190,9 +196,11 @@ class Worker:
         again = job.model_copy(update={"attempt": job.attempt + 1, "not_before": due})
         await self.producer.send_and_wait(topic, bus.encode(again), key=bus.key(job.request_id))
         note = f"retrying in {delay:g}s after: {error.message}"
-        await self._publish(self.runner.progress(job, "retrying", None).model_copy(
-            update={"attempt": job.attempt + 1, "error": note}
-        ))
+        await self._publish(
+            self.runner.progress(job, "retrying", None).model_copy(
+                update={"attempt": job.attempt + 1, "error": note}
+            )
+        )
         log.info(note, extra={"request_id": job.request_id, "attempt": job.attempt})
 
     async def _publish(self, event: ResultEvent) -> None:
@@ -200,7 +208,9 @@ class Worker:
             self.settings.topic_results, bus.encode(event), key=bus.key(event.request_id)
         )
 
-    async def _dead_letter(self, record: Record, attempt: int, error_type: str, message: str) -> None:
+    async def _dead_letter(
+        self, record: Record, attempt: int, error_type: str, message: str
+    ) -> None:
         await dead_letters.send(
             self.producer,
             self.settings.topic_dlq,

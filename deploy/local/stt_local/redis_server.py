@@ -1,0 +1,83 @@
+"""Redis from the distribution's redis-server, run in the foreground as our child."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from stt_local.errors import LocalStackError
+from stt_local.ports import HOST
+from stt_local.server import Server
+
+
+def find_redis_server() -> str:
+    """The redis-server binary, installing the Debian package when we are root."""
+    path = shutil.which("redis-server")
+    if path is not None:
+        return path
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "redis-server"]
+        if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
+            subprocess.run(install, env=env, capture_output=True, check=False)
+        path = shutil.which("redis-server")
+        if path is not None:
+            return path
+    raise LocalStackError("redis-server not found: install it (apt-get install redis-server)")
+
+
+class RedisServer(Server):
+    name = "redis"
+    stop_timeout = 15.0
+
+    def __init__(self, state_dir: Path, port: int, password: str | None, host: str = HOST) -> None:
+        super().__init__(state_dir, port, host)
+        self.password = password or None
+        self._binary = ""
+
+    @property
+    def marker(self) -> str:
+        # Not the port: redis-server rewrites its process title to "redis-server host:port".
+        return "redis-server"
+
+    def prepare(self) -> None:
+        self._binary = find_redis_server()
+
+    def command(self) -> list[str]:
+        cmd = [
+            self._binary or find_redis_server(),
+            "--port", str(self.port), "--bind", self.host, "--dir", str(self.dir),
+            "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "",
+        ]  # fmt: skip
+        if self.password:
+            cmd += ["--requirepass", self.password]
+        return cmd
+
+    def check(self, timeout: float = 3.0) -> None:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        client = redis.Redis(
+            host=self.host, port=self.port, password=self.password,
+            socket_timeout=timeout, socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),  # redis-py retries auth errors with backoff by default
+        )  # fmt: skip
+        try:
+            client.ping()
+        except redis.AuthenticationError as exc:
+            raise LocalStackError(
+                f"redis on {self.host}:{self.port} rejected the password ({exc}): REDIS_PASSWORD "
+                "does not match the running server; run `stt local down` and start again"
+            ) from None
+        except redis.ResponseError as exc:
+            if "NOAUTH" in str(exc) or "AUTH" in str(exc):
+                raise LocalStackError(
+                    f"redis on {self.host}:{self.port} wants a password: set REDIS_PASSWORD"
+                ) from None
+            raise
+        finally:
+            client.close()

@@ -1,0 +1,60 @@
+"""The one exception a job can fail with, carrying what the client is told and whether to retry."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Short codes that land in the job's `error_type` field.
+ERROR_TYPES: Final = frozenset(
+    {
+        "download",
+        "not_found",
+        "forbidden",
+        "timeout",
+        "too_large",
+        "too_long",
+        "invalid_media",
+        "empty_media",
+        "blocked_url",
+        "unsupported_language",
+        "internal",
+    }
+)
+
+
+class JobError(Exception):
+    """A job failure a person can act on.
+
+    `transient` is True when the same job may succeed later (connection errors, timeouts,
+    HTTP 5xx/408/429, S3 server errors), so the worker retries it instead of failing the job.
+    """
+
+    def __init__(self, message: str, error_type: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type
+        self.transient = transient
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[type[JobError], tuple[str, str, bool]]:
+        return (JobError, (self.message, self.error_type, self.transient))  # picklable
+
+    def __repr__(self) -> str:
+        return (
+            f"JobError({self.message!r}, error_type={self.error_type!r}, "
+            f"transient={self.transient!r})"
+        )
+
+
+DOWNLOAD_FAILED: Final = "Failed to download audio file"
+
+
+def too_large(max_bytes: int) -> JobError:
+    mb = format(max_bytes / (1024 * 1024), ".4g")
+    return JobError(f"Media is larger than the limit of {mb} MB (STT_FETCH_MAX_BYTES)", "too_large")
+
+
+def empty_media() -> JobError:
+    return JobError("Media file is empty", "empty_media")

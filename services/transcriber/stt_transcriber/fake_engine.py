@@ -1,0 +1,61 @@
+"""A stand-in `Engine` for fast tests of the worker: deterministic, optionally slow or failing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from stt_common.messages import Segment
+from stt_transcriber.audio import probe
+from stt_transcriber.engine import Transcript
+from stt_transcriber.errors import JobError
+
+_PCM_BYTES_PER_SECOND = 32_000  # 16 kHz mono 16-bit, for files PyAV cannot read
+_STEPS = 10
+
+
+class FakeEngine:
+    """Returns "fake transcript of <file name>" after `delay` seconds, or raises `fail_with`
+    half way through.
+
+    `calls` records (path, language) of every call, for assertions.
+    """
+
+    def __init__(self, delay: float = 0.0, fail_with: JobError | None = None) -> None:
+        self.delay = delay
+        self.fail_with = fail_with
+        self.load_seconds = 0.0
+        self.calls: list[tuple[Path, str | None]] = []
+        self._lock = threading.Lock()
+
+    def transcribe(
+        self,
+        path: Path,
+        language: str | None,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> Transcript:
+        with self._lock:
+            self.calls.append((path, language))
+        try:
+            duration = probe(path, float("inf"))
+        except JobError:
+            duration = path.stat().st_size / _PCM_BYTES_PER_SECOND
+        for step in range(1, _STEPS + 1):  # progress in steps, like segments arriving
+            if self.delay > 0:
+                time.sleep(self.delay / _STEPS)
+            if self.fail_with is not None and step > _STEPS // 2:
+                raise self.fail_with  # half way through, as a real failure would be
+            if on_progress is not None:
+                on_progress(step / _STEPS)
+        detected = language in (None, "", "auto")
+        text = f"fake transcript of {path.name}"
+        return Transcript(
+            text=text,
+            segments=[Segment(start=0.0, end=round(duration, 3), text=text)],
+            duration=duration,
+            language="en" if detected else str(language),
+            language_probability=0.99 if detected else 1.0,
+            confidence=0.9,
+        )

@@ -1,0 +1,162 @@
+"""Downloads a job's media to a local file: http(s) with httpx, minio:// and s3:// with MinIO.
+
+Every limit in `FetchSettings` is enforced while reading rather than trusted from headers, and
+every failure becomes a `JobError` whose message names the setting or the server's answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from stt_common.settings import FetchSettings, MinioSettings
+from stt_transcriber.errors import DOWNLOAD_FAILED, JobError, empty_media, too_large
+from stt_transcriber.object_fetch import fetch_object, minio_host
+from stt_transcriber.url_guard import refusal, resolve
+
+CHUNK = 64 * 1024
+PREFIX = DOWNLOAD_FAILED
+
+
+async def fetch_media(url: str, dest: Path, fetch: FetchSettings, minio: MinioSettings) -> Path:
+    """Download `url` to the file `dest` and return it; a partial file is removed on failure."""
+    scheme = urlsplit(url).scheme.lower()
+    try:
+        if scheme in ("minio", "s3"):
+            # The MinIO client is synchronous; its limits are enforced inside the thread.
+            await asyncio.to_thread(fetch_object, url, dest, fetch, minio)
+        elif scheme in ("http", "https"):
+            await _fetch_http(url, dest, fetch, [*fetch.allow_hosts, minio_host(minio.endpoint)])
+        else:
+            raise JobError(
+                f"{PREFIX}: unsupported URL scheme {scheme!r} (use http, https, minio or s3)",
+                "download",
+            )
+    except BaseException:
+        dest.unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink, not worth a thread
+        raise
+    return dest
+
+
+async def _fetch_http(url: str, dest: Path, fetch: FetchSettings, allow: list[str]) -> None:
+    timeout = httpx.Timeout(fetch.read_timeout, connect=fetch.connect_timeout)
+    host = urlsplit(url).hostname or ""
+    try:
+        # trust_env=False: a proxy from the environment would make the address check moot.
+        async with (
+            asyncio.timeout(fetch.total_timeout),
+            httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+        ):
+            current = url
+            for _ in range(fetch.max_redirects + 1):
+                host = await _guard(current, allow)
+                async with client.stream("GET", current) as response:
+                    if response.is_redirect:
+                        current = str(response.url.join(response.headers["location"]))
+                        continue
+                    _check_status(response)
+                    await _save(response, dest, fetch.max_bytes)
+                    return
+            raise JobError(
+                f"{PREFIX}: more than {fetch.max_redirects} redirects (STT_FETCH_MAX_REDIRECTS)",
+                "download",
+            )
+    except TimeoutError:
+        raise JobError(
+            f"{PREFIX}: not finished after {fetch.total_timeout:g} s "
+            f"(STT_FETCH_TOTAL_TIMEOUT) ({host})",
+            "timeout",
+            transient=True,
+        ) from None
+    except httpx.TimeoutException as exc:
+        what = (
+            f"no connection within {fetch.connect_timeout:g} s"
+            if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            else f"no data for {fetch.read_timeout:g} s"
+        )
+        raise JobError(f"{PREFIX}: {what} ({host})", "timeout", transient=True) from exc
+    except httpx.HTTPError as exc:  # connection refused or reset, protocol errors, TLS
+        what = str(exc) or type(exc).__name__
+        raise JobError(f"{PREFIX}: {what} ({host})", "download", transient=True) from exc
+
+
+def _shown(url: str) -> str:
+    """`url` for an error message: without credentials, query (presigned tokens) or fragment."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    try:
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+    except ValueError:
+        pass
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+async def _guard(url: str, allow: list[str]) -> str:
+    """Check `url` (the first or a redirect's) may be fetched; returns its host."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        raise JobError(
+            f"Refused to fetch {_shown(url)}: only http(s) URLs with a host", "blocked_url"
+        )
+    try:
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError:
+        raise JobError(f"{PREFIX}: invalid port in {_shown(url)}", "download") from None
+    try:
+        addresses = await resolve(host, port)
+    except OSError as exc:
+        transient = isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_AGAIN
+        raise JobError(
+            f"{PREFIX}: cannot resolve host name ({host})", "download", transient
+        ) from exc
+    reason = refusal(host, addresses, allow)
+    if reason is not None:
+        raise JobError(
+            f"Refused to fetch {_shown(url)}: {reason} (not on STT_FETCH_ALLOW_HOSTS)",
+            "blocked_url",
+        )
+    return host
+
+
+def _check_status(response: httpx.Response) -> None:
+    code = response.status_code
+    if 200 <= code < 300:
+        return
+    reason = response.reason_phrase
+    if not reason:
+        try:
+            reason = HTTPStatus(code).phrase
+        except ValueError:
+            reason = "Error"
+    if code in (401, 403):
+        error_type = "forbidden"
+    elif code in (404, 410):
+        error_type = "not_found"
+    else:
+        error_type = "download"
+    transient = code >= 500 or code in (408, 429)
+    raise JobError(f"{PREFIX}: {code} {reason}", error_type, transient)
+
+
+async def _save(response: httpx.Response, dest: Path, max_bytes: int) -> None:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large(max_bytes)  # refused before reading; a smaller claim is not trusted
+    total = 0
+    with dest.open("wb") as out:
+        async for chunk in response.aiter_bytes(CHUNK):
+            total += len(chunk)
+            if total > max_bytes:
+                raise too_large(max_bytes)
+            out.write(chunk)  # local disk; small blocking writes are cheaper than a thread hop
+    if total == 0:
+        raise empty_media()

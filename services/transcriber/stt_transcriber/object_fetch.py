@@ -1,0 +1,134 @@
+"""Reads minio://bucket/key and s3://bucket/key objects from the configured MinIO/S3 endpoint.
+
+Synchronous (the MinIO client is): `media_fetch` runs it in a thread, so the overall deadline
+is checked between chunks here instead of by cancelling.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import urllib3
+from minio import Minio
+from minio.error import InvalidResponseError, S3Error, ServerError
+
+from stt_common.settings import FetchSettings, MinioSettings
+from stt_transcriber.errors import DOWNLOAD_FAILED, JobError, empty_media, too_large
+
+CHUNK = 64 * 1024
+_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NoSuchObject"}
+_FORBIDDEN = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
+_TRANSIENT = {
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "RequestTimeout",
+    "XMinioServerNotInitialized",
+}
+
+
+def _endpoint(endpoint: str) -> tuple[str, bool | None]:
+    """host:port, and whether the scheme (if the endpoint carries one) says TLS."""
+    if "://" in endpoint:
+        parts = urlsplit(endpoint)
+        return parts.netloc, parts.scheme.lower() == "https"
+    return endpoint.rstrip("/"), None
+
+
+def minio_host(endpoint: str) -> str:
+    """The host name of a MinIO endpoint ("host:port"), which the address check always allows."""
+    return urlsplit(f"//{_endpoint(endpoint)[0]}").hostname or ""
+
+
+def _client(minio: MinioSettings, fetch: FetchSettings) -> Minio:
+    endpoint, secure = _endpoint(minio.endpoint)
+    # No urllib3 retries: the worker retries transient failures itself, with backoff.
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=fetch.connect_timeout, read=fetch.read_timeout),
+        retries=False,
+    )
+    return Minio(
+        endpoint,
+        access_key=minio.access_key or None,
+        secret_key=minio.secret_key.get_secret_value() or None,
+        secure=minio.secure if secure is None else secure,
+        region=minio.region or None,
+        http_client=http,
+    )
+
+
+def _s3_error(exc: S3Error, bucket: str, key: str) -> JobError:
+    code = exc.code or ""
+    if code == "NoSuchBucket":
+        return JobError(f"{DOWNLOAD_FAILED}: bucket {bucket} not found", "not_found")
+    if code in _NOT_FOUND:
+        return JobError(f"{DOWNLOAD_FAILED}: object {bucket}/{key} not found", "not_found")
+    if code in _FORBIDDEN:
+        return JobError(
+            f"{DOWNLOAD_FAILED}: access to {bucket}/{key} denied ({code}; check MINIO_ACCESS_KEY "
+            "and the bucket policy)",
+            "forbidden",
+        )
+    status = exc.response.status if exc.response is not None else 0
+    transient = code in _TRANSIENT or status >= 500 or status == 429
+    return JobError(
+        f"{DOWNLOAD_FAILED}: {code or status} for {bucket}/{key}", "download", transient
+    )
+
+
+def fetch_object(url: str, dest: Path, fetch: FetchSettings, minio: MinioSettings) -> None:
+    """Download the object `url` names to `dest`, within the size limit and overall deadline."""
+    deadline = time.monotonic() + fetch.total_timeout
+    parts = urlsplit(url)
+    bucket, key = parts.netloc, unquote(parts.path.lstrip("/"))
+    where = _endpoint(minio.endpoint)[0]
+    try:
+        response = _client(minio, fetch).get_object(bucket, key)
+    except S3Error as exc:
+        raise _s3_error(exc, bucket, key) from exc
+    except (ServerError, InvalidResponseError) as exc:
+        status: int = getattr(exc, "status_code", None) or getattr(exc, "_code", None) or 0
+        transient = status >= 500 or status == 429
+        raise JobError(f"{DOWNLOAD_FAILED}: {exc} ({where})", "download", transient) from exc
+    except ValueError as exc:  # the client validates bucket and object names
+        raise JobError(f"{DOWNLOAD_FAILED}: {exc}", "download") from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _connection_error(exc, where) from exc
+    try:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > fetch.max_bytes:
+            raise too_large(fetch.max_bytes)
+        total = 0
+        with dest.open("wb") as out:
+            for chunk in response.stream(CHUNK):
+                total += len(chunk)
+                if total > fetch.max_bytes:
+                    raise too_large(fetch.max_bytes)
+                if time.monotonic() > deadline:
+                    raise JobError(
+                        f"{DOWNLOAD_FAILED}: not finished after {fetch.total_timeout:g} s "
+                        f"(STT_FETCH_TOTAL_TIMEOUT) ({where})",
+                        "timeout",
+                        transient=True,
+                    )
+                out.write(chunk)
+        if total == 0:
+            raise empty_media()
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _connection_error(exc, where) from exc
+    finally:
+        response.close()
+        response.release_conn()
+
+
+def _connection_error(exc: Exception, where: str) -> JobError:
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3, so it is tested first.
+    if isinstance(exc, urllib3.exceptions.TimeoutError) and not isinstance(
+        exc, urllib3.exceptions.NewConnectionError
+    ):
+        return JobError(f"{DOWNLOAD_FAILED}: timed out ({where})", "timeout", transient=True)
+    # urllib3 prefixes the connection's repr ("HTTPConnection(host=..., port=...): ...").
+    what = str(exc).rsplit("): ", 1)[-1] or type(exc).__name__
+    return JobError(f"{DOWNLOAD_FAILED}: {what} ({where})", "download", transient=True)
