@@ -12,19 +12,21 @@ class MediaServer:
     """Serves files from `root`.
 
     `/forbidden/<f>` answers 403; `/flaky/<n>/<f>` answers 503 to the first n requests for that
-    path, then serves the file. `hits` counts requests per path.
+    path, then serves the file; a path in `blocked` answers 403 until removed. `hits` counts
+    requests per path.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.hits: Counter[str] = Counter()
+        self.blocked: set[str] = set()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.hits[self.path] += 1
                 parts = self.path.split("?")[0].strip("/").split("/")
-                if parts[0] == "forbidden":
+                if parts[0] == "forbidden" or self.path in server.blocked:
                     self.send_error(403, "Forbidden")
                     return
                 if parts[0] == "flaky":

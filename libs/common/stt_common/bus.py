@@ -61,6 +61,8 @@ def consumer(
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "isolation_level": "read_committed",
+        "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": settings.heartbeat_interval_ms,
     }
     return AIOKafkaConsumer(*topics, **(options | overrides))
 

@@ -70,6 +70,10 @@ class KafkaSettings(_Base):
         default_factory=lambda: ["30s", "5m"],
         description="One retry topic per delay; a transient failure moves to the next one",
     )
+    session_timeout_ms: int = Field(
+        10_000, ge=1000, description="A dead member's partitions move after this"
+    )
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
     transcriber_group: str = "stt-transcriber"
     projector_group: str = "stt-projector"
     publish_timeout: float = Field(5.0, gt=0, description="Seconds the API waits for acks=all")
@@ -134,6 +138,7 @@ class ModelSettings(_Base):
     engine: Literal["whisper", "fake"] = Field(
         "whisper", description="'fake' skips the model (benchmarks of the pipeline itself)"
     )
+    fake_delay: float = Field(0.0, ge=0, description="Seconds the fake engine takes per job")
     model: str = Field(
         "base", description="A directory with a CTranslate2 Whisper model, or a name"
     )

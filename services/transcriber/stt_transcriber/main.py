@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def load_engine(settings: Settings) -> Engine:
     if settings.model.engine == "fake":
-        return FakeEngine()
+        return FakeEngine(delay=settings.model.fake_delay)
     started = time.monotonic()
     model = resolve_model(settings.model.model, settings.model.cache_dir)
     engine = WhisperEngine(model, settings.model)
