@@ -16,7 +16,7 @@ class MediaServer:
     requests per path.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, host: str = "127.0.0.1") -> None:
         self.root = root
         self.hits: Counter[str] = Counter()
         self.blocked: set[str] = set()
@@ -48,12 +48,13 @@ class MediaServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
 
     def __enter__(self) -> MediaServer:
         self.thread.start()

@@ -61,6 +61,7 @@ class Service:
     workdir: Path
     proc: subprocess.Popen[bytes] | None = None
     starts: int = field(default=0)
+    wrapper: list[str] = field(default_factory=list)  # e.g. `ip netns exec NS` for test hosts
 
     @property
     def log_path(self) -> Path:
@@ -71,7 +72,11 @@ class Service:
         log = self.log_path.open("ab")
         # Runs outside the repo so a developer's `.env` cannot leak into the test.
         self.proc = subprocess.Popen(
-            [*STT, *self.args], env=self.env, cwd=self.workdir, stdout=log, stderr=log
+            [*self.wrapper, *STT, *self.args],
+            env=self.env,
+            cwd=self.workdir,
+            stdout=log,
+            stderr=log,
         )
         return self
 

@@ -52,9 +52,14 @@ class Projector:
             )
             return None
         outcome = await self.store.apply(job, time.time())
-        if outcome in (Outcome.APPLIED, Outcome.SAME):
+        # SAME is re-logged too (an earlier run may have died before logging it), but as the
+        # state Redis holds: a losing duplicate must never become the compacted value.
+        held = job if outcome is Outcome.APPLIED else None
+        if outcome is Outcome.SAME:
+            held = await self.store.get(job.request_id)
+        if held is not None:
             await self.producer.send_and_wait(
-                self.settings.topic_status, bus.encode(job), key=bus.key(job.request_id)
+                self.settings.topic_status, bus.encode(held), key=bus.key(held.request_id)
             )
         log.debug(
             "%s %s gen=%d -> %s",
