@@ -34,8 +34,8 @@ class FaultStack:
     def clip_url(self) -> str:
         return f"{self.media.url}/hello.wav"
 
-    def add_transcriber(self, name: str) -> processes.Service:
-        service = processes.worker("transcriber", self.env, self.workdir, name=name).start()
+    def add_transcriber(self, name: str, **env: str) -> processes.Service:
+        service = processes.worker("transcriber", self.env | env, self.workdir, name=name).start()
         self.transcribers.append(service)
         return service
 

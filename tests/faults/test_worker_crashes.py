@@ -70,3 +70,49 @@ async def test_kill_9_projector_while_results_flow_statuses_converge(
     final = await asyncio.to_thread(fault_stack.wait_terminal, rids, 120)
     assert {b["status"] for b in final.values()} == {"COMPLETED"}, final
     await assert_one_outcome_each(fault_stack.env, rids)
+
+
+async def owner_when_transcribing(stack: FaultStack, infra: Any, rid: str) -> Any:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if stack.get(rid).get("stage") == "transcribing":
+            worker = await worker_of(infra, rid)
+            for service in stack.transcribers:
+                if service.proc and worker and worker.endswith(f"-{service.proc.pid}"):
+                    return service
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{rid} was never seen transcribing")
+
+
+async def test_sigterm_finishes_the_running_job_then_leaves(
+    fault_stack: FaultStack, infra: Any
+) -> None:
+    (rid,) = new_ids("term", 1)
+    assert fault_stack.submit(rid).status_code == 202
+    owner = await owner_when_transcribing(fault_stack, infra, rid)
+    owner.signal(signal.SIGTERM)
+    assert owner.proc is not None
+    assert await asyncio.to_thread(owner.proc.wait, 30) == 0
+    (body,) = (await asyncio.to_thread(fault_stack.wait_terminal, [rid])).values()
+    assert body["status"] == "COMPLETED"
+    assert (await worker_of(infra, rid) or "").endswith(f"-{owner.proc.pid}")
+
+
+async def test_sigterm_past_the_grace_hands_the_job_back(
+    fault_stack: FaultStack, infra: Any
+) -> None:
+    for service in fault_stack.transcribers:  # only impatient workers from here on
+        service.stop()
+    fault_stack.transcribers.clear()
+    impatient = fault_stack.add_transcriber("impatient", STT_WORKER_SHUTDOWN_GRACE="0.5")
+    impatient.wait_for_log("ready")
+    (rid,) = new_ids("handback", 1)
+    assert fault_stack.submit(rid).status_code == 202
+    owner = await owner_when_transcribing(fault_stack, infra, rid)
+    owner.signal(signal.SIGTERM)
+    assert owner.proc is not None and await asyncio.to_thread(owner.proc.wait, 30) == 0
+    assert fault_stack.get(rid)["status"] == "PROCESSING"  # handed back, not half-finished
+    successor = fault_stack.add_transcriber("successor")
+    (body,) = (await asyncio.to_thread(fault_stack.wait_terminal, [rid], 60)).values()
+    assert body["status"] == "COMPLETED"
+    assert (await worker_of(infra, rid) or "").endswith(f"-{successor.proc.pid}")  # type: ignore[union-attr]
