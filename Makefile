@@ -39,11 +39,12 @@ lint: install
 test: install model lint
 	$(BIN)/python -m pytest
 
+# Writes .env on the first run; starts only what is not running; then a smoke transcription.
 up: install model
 	$(BIN)/stt local up
 
 down:
-	@[ -x $(BIN)/stt ] && $(BIN)/stt local down || echo "nothing to stop"
+	@if [ -x $(BIN)/stt ]; then $(BIN)/stt local down; else echo "nothing to stop (no $(VENV))"; fi
 
 status: install
 	$(BIN)/stt local status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -19,7 +20,9 @@ def render() -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    target = Path(argv[0]) if argv else DEFAULT_DIR
+    parser = argparse.ArgumentParser(prog="stt schemas", description=__doc__)
+    parser.add_argument("target", nargs="?", type=Path, default=DEFAULT_DIR, help="output folder")
+    target: Path = parser.parse_args(argv).target
     target.mkdir(parents=True, exist_ok=True)
     for filename, text in render().items():
         (target / filename).write_text(text)

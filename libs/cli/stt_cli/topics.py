@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 
 from stt_common import bus
@@ -9,6 +10,7 @@ from stt_common.settings import Settings
 
 
 def main(argv: list[str]) -> int:
+    argparse.ArgumentParser(prog="stt topics", description=__doc__).parse_args(argv)
     settings = Settings().kafka
     asyncio.run(bus.ensure_topics(settings))
     for spec in bus.topic_specs(settings):
