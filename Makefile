@@ -50,6 +50,7 @@ status: install
 	$(BIN)/stt local status
 
 bench: install model
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m bench
 
 clean: down

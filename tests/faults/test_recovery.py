@@ -32,6 +32,10 @@ async def test_flushall_then_rebuild_restores_every_status(
     for rid in rids:
         assert fault_stack.submit(rid).status_code == 202
     before = await asyncio.to_thread(fault_stack.wait_terminal, rids)
+    deleted = rids.pop()  # a job the client deleted must stay deleted after the rebuild
+    with fault_stack.http() as http:
+        assert http.delete(f"/api/v1/transcribe/{deleted}").status_code == 204
+    del before[deleted]
     redis = Redis(host=infra.redis_host, port=infra.redis_port, password=infra.redis_password)
     try:
         await redis.flushall()
@@ -41,6 +45,7 @@ async def test_flushall_then_rebuild_restores_every_status(
     await asyncio.to_thread(stt, fault_stack, "projector", "--rebuild")
     after = {rid: fault_stack.get(rid) for rid in rids}
     assert after == before
+    assert fault_stack.get(deleted)["status"] == "404"
 
 
 async def test_poison_event_is_dead_lettered_and_valid_jobs_complete(

@@ -229,6 +229,9 @@ class JobResponse(TranscriptFields):
     progress: float | None = None
     generation: int | None = None
     attempt: int | None = Field(None, description="Delivery attempt (grows with retries)")
+    poll_after_seconds: float | None = Field(
+        None, description="While PROCESSING: seconds until polling again is worth it (estimate)"
+    )
 
     @classmethod
     def from_record(cls, record: JobRecord, message: str | None = None) -> JobResponse:
@@ -247,6 +250,19 @@ class JobResponse(TranscriptFields):
 
 class ErrorResponse(BaseModel):
     detail: str
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where: body, then the field name")
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    """A 422: `detail` names each field and its rule in one line; `errors` lists them."""
+
+    detail: str
+    errors: list[FieldError]
 
 
 PUBLIC_SCHEMAS: dict[str, type[BaseModel]] = {

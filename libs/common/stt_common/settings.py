@@ -119,17 +119,32 @@ class ApiSettings(_Base):
     model_config = SettingsConfigDict(env_prefix="STT_")
 
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    api_keys_file: Path | None = Field(
+        None, description="A mounted secret: one key per line, '#' comments; merged with api_keys"
+    )
     allow_no_auth: bool = Field(False, description="Development only: serve without API keys")
+    rate_limit_per_minute: int = Field(
+        6000, ge=0, description="Requests per minute per API key, across API processes; 0 = off"
+    )
+    max_body_bytes: int = Field(16 * 1024, ge=256, description="Larger request bodies get 413")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     submit_ttl_before_publish: int = Field(
         60, ge=5, description="TTL of the PROCESSING record until its submit event is acknowledged"
+    )
+    poll_rtf: float = Field(
+        0.15, gt=0, description="Transcribers' seconds of work per second of audio (poll hints)"
     )
 
     @field_validator("api_keys", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("api_keys_file", mode="before")
+    @classmethod
+    def _no_file(cls, value: object) -> object:
+        return None if value == "" else value
 
 
 class ModelSettings(_Base):
@@ -180,6 +195,13 @@ class WorkerSettings(_Base):
     work_dir: Path = Path("/tmp/stt-work")
 
 
+class MetricsSettings(_Base):
+    model_config = SettingsConfigDict(env_prefix="STT_METRICS_")
+
+    port: int = Field(0, ge=0, le=65535, description="Transcriber/projector /metrics port; 0 = off")
+    host: str = "0.0.0.0"
+
+
 class Settings:
     """All groups, each validated on first use."""
 
@@ -210,6 +232,10 @@ class Settings:
     @cached_property
     def worker(self) -> WorkerSettings:
         return load(WorkerSettings)
+
+    @cached_property
+    def metrics(self) -> MetricsSettings:
+        return load(MetricsSettings)
 
 
 class SettingsError(SystemExit):

@@ -9,7 +9,10 @@ from fastapi import FastAPI
 
 from stt_api import errors
 from stt_api.auth import accepted_keys
-from stt_api.routes import health, transcribe
+from stt_api.body_limit import BodyLimit
+from stt_api.http_metrics import HttpMetrics
+from stt_api.rate_limit import RateLimiter
+from stt_api.routes import health, metrics, transcribe
 from stt_api.submit_events import SubmitPublisher
 from stt_common import bus, job_store
 from stt_common.settings import Settings
@@ -26,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.publisher = SubmitPublisher(settings.kafka)
         app.state.pending_ttl = settings.api.submit_ttl_before_publish
         app.state.api_keys = api_keys
+        app.state.rate_limiter = RateLimiter(redis, settings.api.rate_limit_per_minute)
         try:
             await bus.ensure_topics(settings.kafka, attempts=5)
         except ConnectionError:
@@ -43,7 +47,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.state.poll_rtf = settings.api.poll_rtf
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(HttpMetrics)  # outermost: counts every answer, 413s included
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(transcribe.router)
     return app

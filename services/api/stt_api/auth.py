@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from pathlib import Path
 
 from fastapi import HTTPException, Request, status
 from fastapi.security import APIKeyHeader
@@ -18,11 +19,27 @@ class NoApiKeysError(SystemExit):
     """Refuses to serve without keys unless development mode was asked for."""
 
 
+def _keys_file(path: Path) -> list[str]:
+    """One key per line; blank lines and lines starting with `#` are skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        # The reason, never the content: a half-readable secrets file must not reach the log.
+        raise NoApiKeysError(
+            f"cannot read STT_API_KEYS_FILE {path}: {exc.__class__.__name__}"
+        ) from None
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
 def accepted_keys(settings: ApiSettings) -> list[bytes]:
-    keys = [k.get_secret_value().encode() for k in settings.api_keys if k.get_secret_value()]
+    listed = [k.get_secret_value() for k in settings.api_keys]
+    if settings.api_keys_file is not None:
+        listed += _keys_file(settings.api_keys_file)
+    keys = list(dict.fromkeys(k.strip().encode() for k in listed if k.strip()))
     if not keys and not settings.allow_no_auth:
         raise NoApiKeysError(
-            "no API key configured: set STT_API_KEYS (comma-separated), "
+            "no API key configured: set STT_API_KEYS (comma-separated) or STT_API_KEYS_FILE, "
             "or STT_ALLOW_NO_AUTH=true for local development only"
         )
     if not keys:

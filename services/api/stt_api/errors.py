@@ -5,11 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 
 def _describe(error: dict[str, Any]) -> str:
+    if error.get("type") == "json_invalid":  # its loc is a character offset, not a field
+        offsets = [p for p in error.get("loc", ()) if isinstance(p, int)]
+        reason = (error.get("ctx") or {}).get("error")
+        at = f" at character {offsets[0]}" if offsets else ""
+        return f"body: invalid JSON{at}" + (f" ({reason})" if reason else "")
     loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "path", "query", "header")]
     field = ".".join(loc) or "body"
     return f"{field}: {error.get('msg', 'invalid')}"
@@ -23,5 +30,19 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": detail, "errors": listed})
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    cause = exc.__cause__
+    # FastAPI answers 400 when the body is not even decodable (bad UTF-8, nesting deeper than
+    # the parser's recursion limit); like any other malformed JSON, that is a 422 here.
+    if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError | RecursionError):
+        why = "not UTF-8" if isinstance(cause, UnicodeDecodeError) else "nested too deeply"
+        msg = f"JSON could not be read ({why})"
+        error = {"loc": ["body"], "msg": msg, "type": "json_invalid"}
+        return JSONResponse(status_code=422, content={"detail": f"body: {msg}", "errors": [error]})
+    return await http_exception_handler(request, exc)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)

@@ -49,12 +49,17 @@ class SubmitPublisher:
             log.warning("Kafka not reachable yet (%s); submits answer 503 until it is", exc)
 
     async def publish(self, event: SubmitEvent) -> None:
+        await self._send(self.settings.topic_submit, event.request_id, bus.encode(event))
+
+    async def forget(self, request_id: str) -> None:
+        """Tombstone the job on the compacted status topic, so a rebuild cannot restore it."""
+        await self._send(self.settings.topic_status, request_id, None)
+
+    async def _send(self, topic: str, request_id: str, value: bytes | None) -> None:
         try:
             async with asyncio.timeout(self.settings.publish_timeout):
                 producer = await self._ready_producer()
-                await producer.send_and_wait(
-                    self.settings.topic_submit, bus.encode(event), key=bus.key(event.request_id)
-                )
+                await producer.send_and_wait(topic, value, key=bus.key(request_id))
         except TimeoutError as exc:
             raise PublishError(
                 f"Kafka did not acknowledge the job within {self.settings.publish_timeout:g}s"

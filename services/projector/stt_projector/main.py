@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import signal
 
-from stt_common import job_store, logs
+from stt_common import job_store, logs, metrics
 from stt_common.settings import Settings
 from stt_projector.rebuild import rebuild
 from stt_projector.runner import run_projector
@@ -21,6 +21,7 @@ async def _main(rebuild_only: bool) -> int:
             counts = await rebuild(settings.kafka, store)
             print(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing to rebuild")
             return 0
+        metrics.serve(settings.metrics.port, settings.metrics.host)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

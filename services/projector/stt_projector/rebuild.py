@@ -32,6 +32,10 @@ async def rebuild(settings: KafkaSettings, store: JobStore) -> Counter[str]:
             batches = await consumer.getmany(*remaining, timeout_ms=1000)
             for tp, records in batches.items():
                 for record in records:
+                    if record.value is None and record.key:  # a tombstone: the job was deleted
+                        await store.delete(record.key.decode())
+                        counts["deleted"] += 1
+                        continue
                     try:
                         job = record_from(record.topic, record.value, settings)
                     except PoisonEvent:

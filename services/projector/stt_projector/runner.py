@@ -14,7 +14,7 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from stt_common import bus, dead_letters
+from stt_common import bus, cancellation, dead_letters, metrics
 from stt_common.job_store import JobStore, Outcome
 from stt_common.settings import KafkaSettings
 from stt_projector.projection import PoisonEvent, record_from
@@ -51,7 +51,15 @@ class Projector:
                 message=str(exc),
             )
             return None
+        if await cancellation.covers(self.store.redis, job.request_id, job.submitted_at):
+            log.info("deleted by its client; event dropped", extra={"request_id": job.request_id})
+            return None
         outcome = await self.store.apply(job, time.time())
+        if outcome is Outcome.APPLIED and await cancellation.covers(
+            self.store.redis, job.request_id, job.submitted_at
+        ):  # deleted while this event was being applied
+            await self.store.delete(job.request_id)
+            return None
         # SAME is re-logged too (an earlier run may have died before logging it), but as the
         # state Redis holds: a losing duplicate must never become the compacted value.
         held = job if outcome is Outcome.APPLIED else None
@@ -72,11 +80,14 @@ class Projector:
         return outcome
 
     async def run(self) -> None:
+        lag = metrics.LagReporter(self.consumer)
         while not self.stopping.is_set():
             batches = await self.consumer.getmany(timeout_ms=500, max_records=500)
+            await lag.maybe_update()
             for tp, records in batches.items():
                 for record in records:
-                    await self.handle(record)
+                    outcome = await self.handle(record)
+                    metrics.EVENTS_PROJECTED.labels(str(outcome or "dropped")).inc()
                 await self.consumer.commit({tp: records[-1].offset + 1})
 
 

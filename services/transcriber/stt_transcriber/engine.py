@@ -15,6 +15,7 @@ from faster_whisper import WhisperModel
 from stt_common.messages import Segment
 from stt_common.settings import ModelSettings
 from stt_transcriber.audio import invalid_media
+from stt_transcriber.decode import decode
 from stt_transcriber.errors import JobError
 
 
@@ -42,8 +43,11 @@ class Engine(Protocol):
 class WhisperEngine:
     """faster-whisper (CTranslate2), with the model loaded once and shared by every job."""
 
-    def __init__(self, model: str, settings: ModelSettings) -> None:
+    def __init__(
+        self, model: str, settings: ModelSettings, max_audio_seconds: float = 4 * 3600
+    ) -> None:
         self.settings = settings
+        self.max_audio_seconds = max_audio_seconds
         started = time.perf_counter()
         self.model = WhisperModel(
             model,
@@ -68,9 +72,11 @@ class WhisperEngine:
         mean over all tokens.
         """
         requested = None if language in (None, "", "auto") else language
+        # Decoded here, within the sample bound, rather than by faster-whisper (unbounded).
+        audio = decode(path, self.max_audio_seconds)
         try:
             segments_iter, info = self.model.transcribe(
-                str(path),
+                audio,
                 language=requested,
                 beam_size=self.settings.beam_size,
                 vad_filter=self.settings.vad_filter,

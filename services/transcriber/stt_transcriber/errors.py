@@ -18,6 +18,7 @@ ERROR_TYPES: Final = frozenset(
         "blocked_url",
         "unsupported_language",
         "internal",
+        "cancelled",
     }
 )
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from stt_common.cancellation import CANCELLED_MESSAGE, CANCELLED_TYPE
 from stt_common.messages import JobStatus, ResultEvent, SubmitEvent
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_transcriber import audio
@@ -23,6 +24,7 @@ from stt_transcriber.media_fetch import fetch_media
 
 log = logging.getLogger(__name__)
 Report = Callable[[str, float | None], Awaitable[None]]
+Cancelled = Callable[[SubmitEvent], Awaitable[bool]]  # was the job deleted by its client?
 PROGRESS_EVERY = 2.0  # seconds between progress events, so long jobs do not flood the topic
 
 
@@ -34,8 +36,11 @@ class JobRunner:
         minio: MinioSettings,
         work_dir: Path,
         worker_id: str,
+        cancelled: Cancelled | None = None,
     ) -> None:
         self.engine = engine
+        self.cancelled = cancelled
+        self.durations: dict[str, float] = {}  # audio length of running jobs, once probed
         self.fetch = fetch
         self.minio = minio
         self.work_dir = work_dir
@@ -56,7 +61,20 @@ class JobRunner:
         )
 
     def progress(self, job: SubmitEvent, stage: str, share: float | None) -> ResultEvent:
-        return self._result(job, JobStatus.PROCESSING, stage=stage, progress=share)
+        duration = self.durations.get(job.request_id)  # lets pollers estimate the time left
+        return self._result(
+            job, JobStatus.PROCESSING, stage=stage, progress=share, duration=duration
+        )
+
+    async def _stop_if_cancelled(self, job: SubmitEvent) -> None:
+        """A safe point: raises JobError("cancelled") when the client deleted the job."""
+        try:
+            cancelled = self.cancelled is not None and await self.cancelled(job)
+        except Exception as exc:  # Redis down: the job goes on; its result is still wanted
+            log.warning("cancel check failed (%s); going on", exc)
+            return
+        if cancelled:
+            raise JobError(CANCELLED_MESSAGE, CANCELLED_TYPE)
 
     def failed(self, job: SubmitEvent, error: JobError, started: float) -> ResultEvent:
         return self._result(
@@ -74,12 +92,17 @@ class JobRunner:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_dir))
         try:
+            await self._stop_if_cancelled(job)
             await report("downloading", None)
             media = await fetch_media(job.media_url, scratch / "media", self.fetch, self.minio)
-            await asyncio.to_thread(audio.probe, media, self.fetch.max_audio_seconds)
+            duration = await asyncio.to_thread(audio.probe, media, self.fetch.max_audio_seconds)
+            if duration > 0:
+                self.durations[job.request_id] = round(duration, 3)
+            await self._stop_if_cancelled(job)
             await report("transcribing", 0.0)
             transcript = await self._transcribe(job, media, report)
         finally:
+            self.durations.pop(job.request_id, None)
             shutil.rmtree(scratch, ignore_errors=True)
         return self._result(
             job,

@@ -10,7 +10,8 @@ import signal
 import socket
 import time
 
-from stt_common import bus, job_store, logs
+from stt_common import bus, cancellation, job_store, logs, metrics
+from stt_common.messages import SubmitEvent
 from stt_common.model_files import resolve_model
 from stt_common.settings import Settings
 from stt_transcriber.engine import Engine, WhisperEngine
@@ -26,7 +27,8 @@ def load_engine(settings: Settings) -> Engine:
         return FakeEngine(delay=settings.model.fake_delay)
     started = time.monotonic()
     model = resolve_model(settings.model.model, settings.model.cache_dir)
-    engine = WhisperEngine(model, settings.model)
+    engine = WhisperEngine(model, settings.model, settings.fetch.max_audio_seconds)
+    metrics.MODEL_LOAD_SECONDS.set(time.monotonic() - started)
     log.info("model %s loaded in %.2fs", settings.model.model, time.monotonic() - started)
     return engine
 
@@ -34,6 +36,7 @@ def load_engine(settings: Settings) -> Engine:
 async def _main() -> int:
     settings = Settings()
     worker_id = settings.worker.id or f"{socket.gethostname()}-{os.getpid()}"
+    metrics.serve(settings.metrics.port, settings.metrics.host)
     engine = await asyncio.to_thread(load_engine, settings)  # once per process, not per job
     await bus.ensure_topics(settings.kafka)
     redis = job_store.connect(settings.redis)
@@ -49,7 +52,13 @@ async def _main() -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = JobRunner(engine, settings.fetch, settings.minio, settings.worker.work_dir, worker_id)
+
+    async def cancelled(job: SubmitEvent) -> bool:
+        return await cancellation.covers(redis, job.request_id, job.submitted_at)
+
+    runner = JobRunner(
+        engine, settings.fetch, settings.minio, settings.worker.work_dir, worker_id, cancelled
+    )
     worker = Worker(
         settings.kafka, runner, store, consumer, producer, stop, settings.worker.shutdown_grace
     )

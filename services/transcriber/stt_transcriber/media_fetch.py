@@ -16,7 +16,8 @@ import httpx
 
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_transcriber.errors import DOWNLOAD_FAILED, JobError, empty_media, too_large
-from stt_transcriber.object_fetch import fetch_object, minio_host
+from stt_transcriber.object_fetch import fetch_object, minio_origin
+from stt_transcriber.pinned_transport import PinnedTransport, Pins, origin_key
 from stt_transcriber.url_guard import refusal, resolve
 
 CHUNK = 64 * 1024
@@ -31,7 +32,7 @@ async def fetch_media(url: str, dest: Path, fetch: FetchSettings, minio: MinioSe
             # The MinIO client is synchronous; its limits are enforced inside the thread.
             await asyncio.to_thread(fetch_object, url, dest, fetch, minio)
         elif scheme in ("http", "https"):
-            await _fetch_http(url, dest, fetch, [*fetch.allow_hosts, minio_host(minio.endpoint)])
+            await _fetch_http(url, dest, fetch, minio_origin(minio))
         else:
             raise JobError(
                 f"{PREFIX}: unsupported URL scheme {scheme!r} (use http, https, minio or s3)",
@@ -43,18 +44,24 @@ async def fetch_media(url: str, dest: Path, fetch: FetchSettings, minio: MinioSe
     return dest
 
 
-async def _fetch_http(url: str, dest: Path, fetch: FetchSettings, allow: list[str]) -> None:
+async def _fetch_http(url: str, dest: Path, fetch: FetchSettings, minio: tuple[str, int]) -> None:
     timeout = httpx.Timeout(fetch.read_timeout, connect=fetch.connect_timeout)
     host = urlsplit(url).hostname or ""
+    pins: Pins = {}  # filled by _guard; the transport connects to nothing else
     try:
         # trust_env=False: a proxy from the environment would make the address check moot.
         async with (
             asyncio.timeout(fetch.total_timeout),
-            httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+            httpx.AsyncClient(
+                transport=PinnedTransport(pins),
+                timeout=timeout,
+                follow_redirects=False,
+                trust_env=False,
+            ) as client,
         ):
             current = url
             for _ in range(fetch.max_redirects + 1):
-                host = await _guard(current, allow)
+                host = await _guard(current, fetch.allow_hosts, minio, pins)
                 async with client.stream("GET", current) as response:
                     if response.is_redirect:
                         current = str(response.url.join(response.headers["location"]))
@@ -99,8 +106,9 @@ def _shown(url: str) -> str:
     return f"{parts.scheme}://{netloc}{parts.path}"
 
 
-async def _guard(url: str, allow: list[str]) -> str:
-    """Check `url` (the first or a redirect's) may be fetched; returns its host."""
+async def _guard(url: str, allow: list[str], minio: tuple[str, int], pins: Pins) -> str:
+    """Check `url` (the first or a redirect's) may be fetched and pin its host to the checked
+    addresses; returns its host."""
     parts = urlsplit(url)
     host = parts.hostname
     if parts.scheme.lower() not in ("http", "https") or not host:
@@ -108,22 +116,28 @@ async def _guard(url: str, allow: list[str]) -> str:
             f"Refused to fetch {_shown(url)}: only http(s) URLs with a host", "blocked_url"
         )
     try:
-        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-    except ValueError:
-        raise JobError(f"{PREFIX}: invalid port in {_shown(url)}", "download") from None
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+        # The host exactly as httpx will connect to it, so parser differences cannot split
+        # what is checked from what is fetched.
+        target, port = origin_key(httpx.URL(url))
+    except (ValueError, httpx.InvalidURL, UnicodeError):
+        raise JobError(f"{PREFIX}: invalid host or port in {_shown(url)}", "download") from None
     try:
-        addresses = await resolve(host, port)
+        addresses = await resolve(target, port)
     except OSError as exc:
         transient = isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_AGAIN
         raise JobError(
             f"{PREFIX}: cannot resolve host name ({host})", "download", transient
         ) from exc
-    reason = refusal(host, addresses, allow)
+    # Presigned URLs name the (private) MinIO endpoint: that exact host and port is allowed.
+    on_minio = (target.rstrip("."), port) == minio
+    reason = None if on_minio else refusal(target, addresses, allow)
     if reason is not None:
         raise JobError(
             f"Refused to fetch {_shown(url)}: {reason} (not on STT_FETCH_ALLOW_HOSTS)",
             "blocked_url",
         )
+    pins[(target, port)] = addresses
     return host
 
 

@@ -37,9 +37,16 @@ def _endpoint(endpoint: str) -> tuple[str, bool | None]:
     return endpoint.rstrip("/"), None
 
 
-def minio_host(endpoint: str) -> str:
-    """The host name of a MinIO endpoint ("host:port"), which the address check always allows."""
-    return urlsplit(f"//{_endpoint(endpoint)[0]}").hostname or ""
+def minio_origin(minio: MinioSettings) -> tuple[str, int]:
+    """(host, port) of the MinIO endpoint: presigned URLs to exactly it pass the address check."""
+    netloc, secure = _endpoint(minio.endpoint)
+    parts = urlsplit(f"//{netloc}")
+    tls = minio.secure if secure is None else secure
+    try:
+        port = parts.port or (443 if tls else 80)
+    except ValueError:
+        port = 0  # a malformed endpoint matches no URL
+    return (parts.hostname or "").rstrip(".").lower(), port
 
 
 def _client(minio: MinioSettings, fetch: FetchSettings) -> Minio:

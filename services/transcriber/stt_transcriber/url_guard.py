@@ -3,9 +3,8 @@
 `refusal()` is pure: it judges a host name and the addresses it resolved to against the
 allow list, so the rules are testable without DNS. `resolve()` does the lookup.
 
-The check is made before every request, redirects included, but the HTTP client resolves
-the name again when it connects; pinning the connection to the checked address (closing the
-DNS-rebinding window) is a later change.
+The check is made before every request, redirects included, and `pinned_transport` then
+connects to exactly the addresses that were checked, so DNS rebinding cannot swap them.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from stt_common import bus, dead_letters
+from stt_common import bus, dead_letters, metrics
 from stt_common.job_store import JobStore
 from stt_common.messages import JobStatus, Phase, ResultEvent, SubmitEvent
 from stt_common.settings import KafkaSettings
@@ -67,6 +67,7 @@ class Worker:
         self.retry_steps = settings.retry_topics()
         self.waiting: dict[TopicPartition, datetime] = {}  # retry partitions paused until due
         self.busy = False
+        self.lag = metrics.LagReporter(consumer)
 
     def subscribe(self) -> None:
         topics = [self.settings.topic_submit, *(name for name, _ in self.retry_steps)]
@@ -76,6 +77,7 @@ class Worker:
         while not self.stop.is_set():
             self._resume_due()
             batches = await self.consumer.getmany(timeout_ms=500, max_records=1)
+            await self.lag.maybe_update()
             for tp, records in batches.items():
                 for record in records:
                     await self._handle(tp, record)
@@ -156,9 +158,11 @@ class Worker:
         strays = await self.consumer.getmany(timeout_ms=0)
         for tp, records in strays.items():
             self.consumer.seek(tp, records[0].offset)  # not ours to run yet; fetch again later
+        await self.lag.maybe_update()
 
     async def _execute(self, job: SubmitEvent, record: Record) -> bool:
         started = asyncio.get_running_loop().time()
+        metrics.job_picked_up(job.submitted_at, job.attempt)
 
         async def report(stage: str, share: float | None) -> None:
             await self._publish(self.runner.progress(job, stage, share))
@@ -176,7 +180,8 @@ class Worker:
                 error = JobError(f"Internal error: {exc.__class__.__name__}", "internal", False)
                 result = self.runner.failed(job, error, started)
             await self._publish(result)
-            if result.status is JobStatus.FAILED:
+            metrics.job_finished(result, asyncio.get_running_loop().time() - started)
+            if result.status is JobStatus.FAILED and result.error_type != "cancelled":
                 await self._dead_letter(
                     record, job.attempt, result.error_type or "failed", result.error or ""
                 )

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 
+from stt_api import polling, subtitles
 from stt_api.auth import require_api_key
+from stt_api.rate_limit import enforce_rate_limit
 from stt_api.submit_events import PublishError, SubmitPublisher
-from stt_common.job_store import JobStore
+from stt_common import cancellation, metrics
+from stt_common.job_store import JobStore, job_key
 from stt_common.messages import (
     SUBMITTED_MESSAGE,
     ErrorResponse,
@@ -20,17 +23,22 @@ from stt_common.messages import (
     Source,
     SubmitEvent,
     TranscribeRequest,
+    ValidationErrorResponse,
+    utcnow,
 )
 
 log = logging.getLogger(__name__)
 router = APIRouter(
     prefix="/api/v1/transcribe",
     tags=["transcribe"],
-    dependencies=[Depends(require_api_key)],
-    responses={401: {"model": ErrorResponse, "description": "Missing or wrong X-API-Key"}},
+    dependencies=[Depends(require_api_key), Depends(enforce_rate_limit)],
+    responses={
+        401: {"model": ErrorResponse, "description": "Missing or wrong X-API-Key"},
+        413: {"model": ErrorResponse, "description": "Request body over STT_MAX_BODY_BYTES"},
+        422: {"model": ValidationErrorResponse, "description": "A field breaks its rule"},
+        429: {"model": ErrorResponse, "description": "Rate limit; see Retry-After"},
+    },
 )
-
-POLL_AFTER_SECONDS = 2
 
 
 def _store(request: Request) -> JobStore:
@@ -43,9 +51,14 @@ def _publisher(request: Request) -> SubmitPublisher:
     return publisher
 
 
-def _respond(response: Response, body: JobResponse) -> JobResponse:
-    if body.status is JobStatus.PROCESSING:
-        response.headers["Retry-After"] = str(POLL_AFTER_SECONDS)
+def _respond(
+    response: Response, record: JobRecord, message: str | None = None, rtf: float | None = None
+) -> JobResponse:
+    body = JobResponse.from_record(record, message)
+    wait = polling.poll_after(record, rtf or polling.DEFAULT_RTF)
+    if wait is not None:
+        body.poll_after_seconds = wait
+        response.headers["Retry-After"] = polling.retry_after_header(wait)
     return body
 
 
@@ -76,7 +89,7 @@ async def submit(
     # Short TTL until Kafka has the event, so a crash in between leaves nothing that never ends.
     existing, written = await store.create(record, ttl=request.app.state.pending_ttl)
     if existing is not None:
-        return _respond(response, JobResponse.from_record(existing))
+        return _respond(response, existing, rtf=request.app.state.poll_rtf)
     try:
         await publisher.publish(event)
     except PublishError as exc:
@@ -84,23 +97,68 @@ async def submit(
         log.warning("submit refused: %s", exc, extra={"request_id": record.request_id})
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{exc}; retry later") from exc
     await store.confirm(record)
+    metrics.JOBS_SUBMITTED.inc()
     log.info("job accepted", extra={"request_id": record.request_id})
-    return _respond(response, JobResponse.from_record(record, SUBMITTED_MESSAGE))
+    return _respond(response, record, SUBMITTED_MESSAGE)
 
 
 @router.get(
     "/{request_id}",
     response_model=JobResponse,
     response_model_exclude_none=True,
-    summary="Poll a job",
-    responses={404: {"model": ErrorResponse, "description": "Unknown or expired job"}},
+    summary="Poll a job; format=srt|vtt|txt gives the transcript of a completed one",
+    responses={
+        200: {"content": {t.split(";")[0]: {} for t in subtitles.MEDIA_TYPES.values()}},
+        404: {"model": ErrorResponse, "description": "Unknown or expired job"},
+        409: {"model": ErrorResponse, "description": "srt/vtt/txt asked before COMPLETED"},
+    },
 )
 async def poll(
     request_id: Annotated[RequestId, Path()],
+    request: Request,
     response: Response,
     store: Annotated[JobStore, Depends(_store)],
-) -> JobResponse:
+    format: Annotated[subtitles.Format, Query(description="json (default), srt, vtt or txt")] = (
+        "json"
+    ),
+) -> JobResponse | Response:
     record = await store.get(request_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job not found: {request_id}")
-    return _respond(response, JobResponse.from_record(record))
+    if format == "json":
+        return _respond(response, record, rtf=request.app.state.poll_rtf)
+    if record.status is not JobStatus.COMPLETED:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"Job is {record.status}: format={format} is available once it is COMPLETED",
+        )
+    text = subtitles.render(format, record.segments, record.transcription, record.duration)
+    return Response(text, media_type=subtitles.MEDIA_TYPES[format])
+
+
+@router.delete(
+    "/{request_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Forget a job and cancel it at its next safe point",
+    responses={404: {"model": ErrorResponse, "description": "Unknown or expired job"}},
+)
+async def delete(
+    request_id: Annotated[RequestId, Path()],
+    store: Annotated[JobStore, Depends(_store)],
+    publisher: Annotated[SubmitPublisher, Depends(_publisher)],
+) -> Response:
+    """The job disappears at once (polls answer 404). A transcriber still working on it stops
+    before its next step and its late events are dropped (see `stt_common.cancellation`)."""
+    if not await store.redis.exists(job_key(request_id)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job not found: {request_id}")
+    # The marker first, so that no event projected after the delete can bring the job back.
+    await cancellation.mark(store.redis, request_id, utcnow(), store.ttl)
+    await store.delete(request_id)
+    try:
+        await publisher.forget(request_id)
+    except PublishError as exc:  # Redis already forgot it; only a later rebuild could restore it
+        log.warning(
+            "deleted job kept in the status topic: %s", exc, extra={"request_id": request_id}
+        )
+    log.info("job deleted", extra={"request_id": request_id})
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,42 @@
+"""Python client of the stt speech-to-text API (needs only httpx and pydantic).
+
+The seed's integration example, in three lines::
+
+    from stt_client import SttClient
+    with SttClient("http://stt-host:8000", api_key="KEY") as stt:
+        print(stt.transcribe("http://minio-host/bucket/audio.mp3", language="vi").transcription)
+
+`transcribe` = `submit` + `wait`. `wait` follows the server's poll hints (`poll_after_seconds`,
+`Retry-After`), retries connection errors and 5xx/429 with exponential backoff, and raises
+`JobFailed` (with the server's `error`), `JobNotFound`, `DeadlineExceeded` or
+`AuthenticationError`. `AsyncSttClient` offers the same calls for asyncio.
+"""
+
+from __future__ import annotations
+
+from stt_client.async_client import AsyncSttClient
+from stt_client.errors import (
+    ApiError,
+    AuthenticationError,
+    DeadlineExceeded,
+    JobFailed,
+    JobNotFound,
+    SttError,
+    Unavailable,
+)
+from stt_client.models import Job, Segment
+from stt_client.sync_client import SttClient
+
+__all__ = [
+    "ApiError",
+    "AsyncSttClient",
+    "AuthenticationError",
+    "DeadlineExceeded",
+    "Job",
+    "JobFailed",
+    "JobNotFound",
+    "Segment",
+    "SttClient",
+    "SttError",
+    "Unavailable",
+]

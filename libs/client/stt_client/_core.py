@@ -1,0 +1,123 @@
+"""What the sync and async clients share: answers to jobs or errors, poll hints, retry delays."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from typing import Final
+
+import httpx
+
+from stt_client.errors import (
+    ApiError,
+    AuthenticationError,
+    DeadlineExceeded,
+    JobNotFound,
+    Unavailable,
+)
+from stt_client.models import Job
+
+API_PATH: Final = "/api/v1/transcribe"
+RETRYABLE_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
+DEFAULT_POLL: Final = 2.0
+MIN_POLL: Final = 0.2
+MAX_POLL: Final = 30.0
+
+
+class Transient(Exception):
+    """A failure worth retrying (connection error, 5xx, 429), with the server's Retry-After."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class OutOfTime(Exception):
+    """The caller's deadline passed while retrying."""
+
+
+def default_request_id(media_url: str, language: str) -> str:
+    """The same URL and language give the same id, so a retried `transcribe` never runs twice."""
+    digest = hashlib.sha256(f"{language}\n{media_url}".encode()).hexdigest()
+    return f"sdk-{digest[:40]}"
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return str(detail) if detail else (response.text[:200] or response.reason_phrase)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def check(response: httpx.Response, request_id: str) -> httpx.Response:
+    """The response if it is a success; else the matching error (Transient when retryable)."""
+    code = response.status_code
+    if code < 300:
+        return response
+    if code == 401:
+        raise AuthenticationError(_detail(response))
+    if code == 404:
+        raise JobNotFound(request_id)
+    if code in RETRYABLE_STATUS:
+        raise Transient(f"HTTP {code}: {_detail(response)}", _retry_after(response))
+    raise ApiError(code, _detail(response))
+
+
+def job_of(response: httpx.Response) -> Job:
+    return Job.model_validate_json(response.content)
+
+
+def poll_hint(job: Job, response: httpx.Response) -> float:
+    """Seconds to wait before the next poll: the server's estimate, else Retry-After, else 2."""
+    hint = job.poll_after_seconds or _retry_after(response) or DEFAULT_POLL
+    return min(MAX_POLL, max(MIN_POLL, hint))
+
+
+def hinted_job(response: httpx.Response) -> tuple[Job, float]:
+    job = job_of(response)
+    return job, poll_hint(job, response)
+
+
+class Retry:
+    """Exponential backoff with jitter for one call, bounded by a count or by a deadline."""
+
+    def __init__(
+        self, max_retries: int | None, until: float | None, base: float = 0.5, cap: float = 10.0
+    ) -> None:
+        self.max_retries = max_retries
+        self.until = until  # time.monotonic() value
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+
+    def delay(self, exc: Exception) -> float:
+        """Seconds to sleep before the next try, or raise: Unavailable, or OutOfTime."""
+        self.attempt += 1
+        if self.max_retries is not None and self.attempt > self.max_retries:
+            raise Unavailable(f"gave up after {self.attempt} tries: {exc}") from exc
+        wait = min(self.cap, self.base * 2.0 ** (self.attempt - 1)) * random.uniform(0.5, 1.0)
+        if isinstance(exc, Transient) and exc.retry_after is not None:
+            wait = max(wait, exc.retry_after)
+        if self.until is not None:
+            left = self.until - time.monotonic()
+            if left <= 0:
+                raise OutOfTime() from exc
+            wait = min(wait, left)
+        return wait
+
+
+def deadline_error(request_id: str, deadline: float, last: Job | None) -> DeadlineExceeded:
+    return DeadlineExceeded(request_id, deadline, last)
+
+
+RETRY_ON: Final = (httpx.TransportError, Transient)

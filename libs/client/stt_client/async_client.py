@@ -1,0 +1,122 @@
+"""`AsyncSttClient`: the asyncio client, call for call the same as `SttClient`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from stt_client import _core
+from stt_client.errors import JobFailed
+from stt_client.models import Job, SubtitleFormat
+
+T = TypeVar("T")
+
+
+class AsyncSttClient:
+    """Asyncio client of the stt HTTP API. Use it with `async with`, or await `close()`.
+
+    `max_retries` bounds the retries of one call on connection errors, 5xx and 429 (with
+    exponential backoff); `wait` retries those until its own deadline instead.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        timeout: float = 10.0,
+        max_retries: int = 3,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.max_retries = max_retries
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"X-API-Key": api_key},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> AsyncSttClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _call(
+        self,
+        request_id: str,
+        read: Callable[[httpx.Response], T],
+        method: str,
+        path: str,
+        until: float | None = None,
+        **options: Any,
+    ) -> T:
+        retry = _core.Retry(None if until else self.max_retries, until)
+        while True:
+            try:
+                response = await self._http.request(method, path, **options)
+                return read(_core.check(response, request_id))
+            except _core.RETRY_ON as exc:
+                await asyncio.sleep(retry.delay(exc))
+
+    async def submit(self, request_id: str, media_url: str, language: str = "vi") -> Job:
+        """Submit a job; a known `request_id` returns that job's state (idempotent)."""
+        body = {"request_id": request_id, "media_url": media_url, "language": language}
+        return await self._call(request_id, _core.job_of, "POST", _core.API_PATH, json=body)
+
+    async def get(self, request_id: str) -> Job:
+        return await self._call(request_id, _core.job_of, "GET", f"{_core.API_PATH}/{request_id}")
+
+    async def subtitles(self, request_id: str, format: SubtitleFormat = "srt") -> str:
+        """The transcript of a COMPLETED job as SubRip, WebVTT or plain text."""
+        path = f"{_core.API_PATH}/{request_id}"
+        return await self._call(
+            request_id, lambda r: r.text, "GET", path, params={"format": format}
+        )
+
+    async def delete(self, request_id: str) -> None:
+        """Forget the job; a transcriber working on it stops at its next safe point."""
+        await self._call(request_id, lambda r: None, "DELETE", f"{_core.API_PATH}/{request_id}")
+
+    async def wait(self, request_id: str, deadline: float = 600.0) -> Job:
+        """Poll until the job is COMPLETED (returned) or FAILED (`JobFailed`), at most
+        `deadline` seconds (`DeadlineExceeded`), pacing polls by the server's hints."""
+        until = time.monotonic() + deadline
+        path = f"{_core.API_PATH}/{request_id}"
+        last: Job | None = None
+        while True:
+            try:
+                job, hint = await self._call(request_id, _core.hinted_job, "GET", path, until=until)
+            except _core.OutOfTime:
+                raise _core.deadline_error(request_id, deadline, last) from None
+            last = job
+            if job.status == "COMPLETED":
+                return job
+            if job.status == "FAILED":
+                raise JobFailed(job)
+            left = until - time.monotonic()
+            if left <= 0:
+                raise _core.deadline_error(request_id, deadline, last)
+            await asyncio.sleep(min(hint, left))
+
+    async def transcribe(
+        self,
+        media_url: str,
+        request_id: str | None = None,
+        language: str = "vi",
+        deadline: float = 600.0,
+    ) -> Job:
+        """Submit and wait. Without `request_id`, one is derived from the URL and language,
+        so calling again after a crash or timeout picks up the same job."""
+        request_id = request_id or _core.default_request_id(media_url, language)
+        await self.submit(request_id, media_url, language)
+        return await self.wait(request_id, deadline)

@@ -1,0 +1,44 @@
+"""The API's job body, as the client reads it (its own copy: no dependency on the server)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Status = Literal["PROCESSING", "COMPLETED", "FAILED"]
+SubtitleFormat = Literal["srt", "vtt", "txt"]
+
+
+class Segment(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    start: float
+    end: float
+    text: str
+
+
+class Job(BaseModel):
+    """A job's state. Fields the server leaves out are None; fields it adds later are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    request_id: str
+    status: Status
+    message: str = ""
+    transcription: str | None = None
+    duration: float | None = None
+    confidence: float | None = None
+    processing_time: float | None = None
+    language: str | None = None
+    language_probability: float | None = None
+    segments: list[Segment] | None = None
+    error: str | None = None
+    error_type: str | None = None
+    stage: str | None = None
+    progress: float | None = None
+    poll_after_seconds: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status != "PROCESSING"

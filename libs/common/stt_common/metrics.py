@@ -1,0 +1,117 @@
+"""Every Prometheus metric of the system, named `stt_*`, and the helpers that feed them.
+
+The API serves them at `/metrics`; the transcriber and projector start their own HTTP server on
+`STT_METRICS_PORT` (0 = off). Each process only moves the metrics of its own role, so a metric that
+belongs to another role reads 0 there. With `stt api --workers N` each worker process keeps its own
+counts; scrape one worker per process, or run one worker per container (the usual way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from stt_common.messages import JobStatus, ResultEvent
+
+log = logging.getLogger(__name__)
+LAG_EVERY = 5.0  # seconds between consumer-lag updates
+_DURATIONS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
+
+# ---- API ----
+JOBS_SUBMITTED = Counter("stt_jobs_submitted", "Jobs accepted by the API (new request_ids)")
+HTTP_REQUESTS = Counter(
+    "stt_http_requests", "HTTP requests answered by the API", ["method", "route", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "stt_http_request_seconds", "Time the API took to answer", ["method", "route"]
+)
+
+# ---- transcriber ----
+JOBS_COMPLETED = Counter("stt_jobs_completed", "Jobs transcribed successfully")
+JOBS_FAILED = Counter("stt_jobs_failed", "Jobs that ended FAILED, by error_type", ["reason"])
+JOB_PROCESSING_SECONDS = Histogram(
+    "stt_job_processing_seconds", "Pickup to outcome of one job attempt", buckets=_DURATIONS
+)
+JOB_QUEUE_SECONDS = Histogram(
+    "stt_job_queue_seconds", "Submission to first pickup (queue wait)", buckets=_DURATIONS
+)
+AUDIO_SECONDS = Counter("stt_audio_seconds", "Seconds of audio transcribed")
+MODEL_LOAD_SECONDS = Gauge("stt_model_load_seconds", "Time the model took to load at start")
+
+# ---- transcriber and projector ----
+CONSUMER_LAG = Gauge(
+    "stt_consumer_lag", "Records not yet consumed by this member", ["topic", "partition"]
+)
+EVENTS_PROJECTED = Counter(
+    "stt_events_projected", "Events handled by the projector, by outcome", ["outcome"]
+)
+
+
+def serve(port: int, host: str = "0.0.0.0") -> bool:
+    """Start the metrics HTTP server of a worker process; port 0 leaves it off."""
+    if port <= 0:
+        return False
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:  # metrics are not worth stopping the work for
+        log.error("metrics server not started on %s:%d: %s", host, port, exc)
+        return False
+    log.info("metrics on http://%s:%d/metrics", host, port)
+    return True
+
+
+class LagReporter:
+    """Sets `stt_consumer_lag` from the consumer's highwater marks, at most every LAG_EVERY s."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, every: float = LAG_EVERY) -> None:
+        self.consumer = consumer
+        self.every = every
+        self._last = -every
+        self._labelled: set[tuple[str, str]] = set()
+
+    async def maybe_update(self) -> None:
+        if time.monotonic() - self._last < self.every:
+            return
+        self._last = time.monotonic()
+        try:
+            await self.update()
+        except Exception as exc:  # metrics must never stop the work
+            log.debug("consumer lag not updated: %s", exc)
+
+    async def update(self) -> None:
+        current: set[tuple[str, str]] = set()
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = await asyncio.wait_for(self.consumer.position(tp), 0.5)
+            except Exception:  # a timeout included: the position is being reset
+                continue
+            labels = (tp.topic, str(tp.partition))
+            CONSUMER_LAG.labels(*labels).set(max(0, highwater - position))
+            current.add(labels)
+        for gone in self._labelled - current:  # partitions moved to another member
+            CONSUMER_LAG.remove(*gone)
+        self._labelled = current
+
+
+def job_picked_up(submitted_at: datetime, attempt: int) -> None:
+    """Queue wait of a job's first attempt (retries wait on purpose; they are not counted)."""
+    if attempt == 1:
+        JOB_QUEUE_SECONDS.observe(max(0.0, (datetime.now(UTC) - submitted_at).total_seconds()))
+
+
+def job_finished(result: ResultEvent, seconds: float) -> None:
+    """A job's outcome, once published."""
+    JOB_PROCESSING_SECONDS.observe(seconds)
+    if result.status is JobStatus.COMPLETED:
+        JOBS_COMPLETED.inc()
+        AUDIO_SECONDS.inc(result.duration or 0.0)
+    elif result.status is JobStatus.FAILED:
+        JOBS_FAILED.labels(result.error_type or "failed").inc()

@@ -1,0 +1,81 @@
+"""The polling hint: `poll_after_seconds` and `Retry-After` on PROCESSING answers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import pytest
+
+from stt_api import polling
+from stt_common.messages import JobRecord, JobStatus
+from tests.api import job_records
+
+
+def processing(**fields: object) -> JobRecord:
+    return JobRecord(request_id="p-1", status=JobStatus.PROCESSING, **fields)  # type: ignore[arg-type]
+
+
+def test_unknown_duration_or_progress_means_two_seconds() -> None:
+    assert polling.poll_after(processing()) == 2.0
+    assert polling.poll_after(processing(duration=100.0)) == 2.0
+    assert polling.poll_after(processing(progress=0.5)) == 2.0
+
+
+def test_estimate_from_duration_progress_and_rtf() -> None:
+    assert polling.poll_after(processing(duration=100.0, progress=0.5), rtf=0.15) == 7.5
+    assert polling.poll_after(processing(duration=100.0, progress=0.0), rtf=0.1) == 10.0
+
+
+def test_estimate_is_clamped() -> None:
+    assert polling.poll_after(processing(duration=3600.0, progress=0.0)) == 30.0
+    assert polling.poll_after(processing(duration=10.0, progress=0.99)) == 1.0
+    assert polling.poll_after(processing(duration=10.0, progress=1.0)) == 1.0
+
+
+def test_finished_jobs_get_no_hint() -> None:
+    done = JobRecord(request_id="p-2", status=JobStatus.COMPLETED)
+    assert polling.poll_after(done) is None
+
+
+def test_retry_after_header_is_whole_seconds() -> None:
+    assert polling.retry_after_header(7.5) == "8"
+    assert polling.retry_after_header(0.2) == "1"
+    assert polling.retry_after_header(2.0) == "2"
+
+
+@pytest.mark.infra
+async def test_submit_and_poll_carry_the_hint(
+    client: httpx.AsyncClient, api_env: dict[str, str]
+) -> None:
+    rid = "poll-" + uuid.uuid4().hex[:10]
+    media = "http://minio-host/bucket/audio.mp3"
+    resp = await client.post("/api/v1/transcribe", json={"request_id": rid, "media_url": media})
+    assert resp.json()["poll_after_seconds"] == 2.0
+    assert resp.headers["Retry-After"] == "2"
+    record = JobRecord(
+        request_id=rid,
+        status=JobStatus.PROCESSING,
+        generation=2,  # outranks the submitted record
+        stage="transcribing",
+        progress=0.5,
+        duration=100.0,
+    )
+    async with job_records.store(api_env) as store:
+        await store.apply(record, time.time())
+    resp = await client.get(f"/api/v1/transcribe/{rid}")
+    assert resp.json()["poll_after_seconds"] == 7.5  # 100 s x 0.5 left x rtf 0.15
+    assert resp.headers["Retry-After"] == "8"
+
+
+@pytest.mark.infra
+async def test_a_completed_job_has_no_hint(
+    client: httpx.AsyncClient, api_env: dict[str, str]
+) -> None:
+    rid = "poll-" + uuid.uuid4().hex[:10]
+    async with job_records.store(api_env) as store:
+        await store.apply(job_records.completed(rid, []), time.time())
+    resp = await client.get(f"/api/v1/transcribe/{rid}")
+    assert "poll_after_seconds" not in resp.json()
+    assert "Retry-After" not in resp.headers

@@ -1,0 +1,6 @@
+"""The client runs against the API alone (`api`, jobs stay PROCESSING) and the whole stack."""
+
+from __future__ import annotations
+
+from tests.api.conftest import api, api_env  # noqa: F401
+from tests.e2e.conftest import clips, stack  # noqa: F401
