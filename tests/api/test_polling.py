@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -17,26 +19,46 @@ def processing(**fields: object) -> JobRecord:
     return JobRecord(request_id="p-1", status=JobStatus.PROCESSING, **fields)  # type: ignore[arg-type]
 
 
+def poll_after(record: JobRecord, rtf: float = polling.DEFAULT_RTF) -> float | None:
+    return polling.PollAdvisor(rtf).poll_after(record, now=record.updated_at)
+
+
 def test_unknown_duration_or_progress_means_two_seconds() -> None:
-    assert polling.poll_after(processing()) == 2.0
-    assert polling.poll_after(processing(duration=100.0)) == 2.0
-    assert polling.poll_after(processing(progress=0.5)) == 2.0
+    assert poll_after(processing()) == 2.0
+    assert poll_after(processing(duration=100.0)) == 2.0
+    assert poll_after(processing(progress=0.5)) == 2.0
 
 
 def test_estimate_from_duration_progress_and_rtf() -> None:
-    assert polling.poll_after(processing(duration=100.0, progress=0.5), rtf=0.15) == 7.5
-    assert polling.poll_after(processing(duration=100.0, progress=0.0), rtf=0.1) == 10.0
+    assert poll_after(processing(duration=100.0, progress=0.5), rtf=0.15) == 7.5
+    assert poll_after(processing(duration=100.0, progress=0.0), rtf=0.1) == 10.0
+
+
+def test_estimate_counts_the_time_since_the_progress_was_reported() -> None:
+    record = processing(duration=100.0, progress=0.5)
+    later = record.updated_at + timedelta(seconds=5)
+    assert polling.PollAdvisor(0.15).poll_after(record, now=later) == 2.5
 
 
 def test_estimate_is_clamped() -> None:
-    assert polling.poll_after(processing(duration=3600.0, progress=0.0)) == 30.0
-    assert polling.poll_after(processing(duration=10.0, progress=0.99)) == 1.0
-    assert polling.poll_after(processing(duration=10.0, progress=1.0)) == 1.0
+    assert poll_after(processing(duration=3600.0, progress=0.0)) == 30.0
+    assert poll_after(processing(duration=10.0, progress=0.99)) == 0.5
+    assert poll_after(processing(duration=10.0, progress=1.0)) == 0.5
+
+
+def test_the_real_time_factor_follows_completed_jobs() -> None:
+    advisor = polling.PollAdvisor(0.15)
+    done = JobRecord(
+        request_id="p-3", status=JobStatus.COMPLETED, duration=60.0, processing_time=3.0
+    )
+    for _ in range(30):
+        assert advisor.poll_after(done) is None
+    assert advisor.rtf == pytest.approx(0.05, abs=0.001)
 
 
 def test_finished_jobs_get_no_hint() -> None:
     done = JobRecord(request_id="p-2", status=JobStatus.COMPLETED)
-    assert polling.poll_after(done) is None
+    assert poll_after(done) is None
 
 
 def test_retry_after_header_is_whole_seconds() -> None:
@@ -65,8 +87,9 @@ async def test_submit_and_poll_carry_the_hint(
     async with job_records.store(api_env) as store:
         await store.apply(record, time.time())
     resp = await client.get(f"/api/v1/transcribe/{rid}")
-    assert resp.json()["poll_after_seconds"] == 7.5  # 100 s x 0.5 left x rtf 0.15
-    assert resp.headers["Retry-After"] == "8"
+    hint = resp.json()["poll_after_seconds"]
+    assert 6.5 <= hint <= 7.5  # 100 s x 0.5 left x rtf 0.15, less the time since the update
+    assert resp.headers["Retry-After"] in ("7", "8")
 
 
 @pytest.mark.infra
@@ -79,3 +102,35 @@ async def test_a_completed_job_has_no_hint(
     resp = await client.get(f"/api/v1/transcribe/{rid}")
     assert "poll_after_seconds" not in resp.json()
     assert "Retry-After" not in resp.headers
+
+
+@pytest.mark.infra
+async def test_long_poll_holds_until_the_job_finishes(
+    client: httpx.AsyncClient, api_env: dict[str, str]
+) -> None:
+    rid = "lp-" + uuid.uuid4().hex[:10]
+    media = "http://minio-host/bucket/audio.mp3"
+    await client.post("/api/v1/transcribe", json={"request_id": rid, "media_url": media})
+    started = time.monotonic()
+    held = await client.get(f"/api/v1/transcribe/{rid}", params={"wait": 1})
+    assert held.json()["status"] == "PROCESSING"
+    assert time.monotonic() - started >= 1.0
+
+    async def finish_soon() -> None:
+        await asyncio.sleep(0.5)
+        async with job_records.store(api_env) as store:
+            await store.apply(job_records.completed(rid, []), time.time())
+
+    finisher = asyncio.create_task(finish_soon())
+    started = time.monotonic()
+    done = await client.get(f"/api/v1/transcribe/{rid}", params={"wait": 20})
+    await finisher
+    assert done.json()["status"] == "COMPLETED"
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.infra
+async def test_long_poll_is_bounded(client: httpx.AsyncClient) -> None:
+    resp = await client.get("/api/v1/transcribe/any-id", params={"wait": 31})
+    assert resp.status_code == 422
+    assert "wait" in resp.json()["detail"]

@@ -100,3 +100,12 @@ def test_healthcheck_and_exec_form_entrypoint() -> None:
     (entrypoint,) = instructions("ENTRYPOINT")
     assert entrypoint.startswith("["), "ENTRYPOINT in shell form does not forward SIGTERM"
     assert not any(line.upper().startswith("ADD ") for line in dockerfile_lines())
+
+
+def test_compose_runs_the_webhook_sender_with_a_secret(compose: dict[str, Any]) -> None:
+    webhooks = compose["services"]["webhooks"]
+    assert webhooks["command"] == ["webhooks"]
+    assert "STT_WEBHOOK_SECRET" in webhooks["environment"]
+    assert all(
+        webhooks["depends_on"][s]["condition"] == "service_healthy" for s in ("kafka", "redis")
+    )

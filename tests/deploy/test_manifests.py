@@ -198,3 +198,11 @@ def test_kustomize_builds(target: str) -> None:
         for c in d["spec"]["template"]["spec"]["containers"]
     }
     assert all(i.startswith("registry.example.com/") and ":" in i for i in images), images
+
+
+def test_webhooks_deployment_group_and_secret() -> None:
+    (container,) = named("Deployment", "stt-webhooks")["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["webhooks"]
+    config = named("ConfigMap", "stt-config")["data"]
+    assert config["KAFKA_WEBHOOKS_GROUP"] == stt_settings.KafkaSettings().webhooks_group
+    assert "STT_WEBHOOK_SECRET" in named("Secret", "stt-secrets")["stringData"]  # or no start

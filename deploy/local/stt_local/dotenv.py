@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Callable[[], str]] = {
     "MINIO_SECRET_KEY": lambda: _token(30),
     "MINIO_BUCKET": lambda: "stt-media",
     "STT_FETCH_ALLOW_HOSTS": lambda: "",  # private hosts to fetch from; MinIO's always may be
+    "STT_WEBHOOK_SECRET": lambda: _token(32),  # signs webhooks (docker compose's `webhooks`)
 }
 
 _KEY = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")

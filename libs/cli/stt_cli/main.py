@@ -9,6 +9,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "api": ("stt_api.main", "serve the HTTP API"),
     "transcriber": ("stt_transcriber.main", "run a transcriber worker (consumer group member)"),
     "projector": ("stt_projector.main", "project job states into Redis; --rebuild restores them"),
+    "webhooks": ("stt_webhooks.main", "POST final job states to their callback_url (signed)"),
+    "transcribe": ("stt_cli.transcribe", "submit a file or URL; --wait prints the result"),
     "replay": ("stt_cli.replay", "re-publish jobs from the dead-letter or submit topic"),
     "topics": ("stt_cli.topics", "create the Kafka topics"),
     "schemas": ("stt_cli.schemas", "write the JSON Schemas of the events"),

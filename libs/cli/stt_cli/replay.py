@@ -34,12 +34,15 @@ class Filters:
     request_ids: set[str] = field(default_factory=set)
 
     def accepts(self, record: ConsumerRecord[bytes, bytes], event: SubmitEvent) -> bool:
+        error_type = dead_letters.header_map(record).get("stt-error-type")
+        if error_type == dead_letters.WEBHOOK_FAILED:
+            return False  # a result whose callback failed: the job itself is done
         if self.until and record.timestamp > self.until.timestamp() * 1000:
             return False
         if self.request_ids and event.request_id not in self.request_ids:
             return False
         if self.error_types:
-            return dead_letters.header_map(record).get("stt-error-type") in self.error_types
+            return error_type in self.error_types
         return True
 
 

@@ -10,6 +10,8 @@ The seed's integration example, in three lines::
 `Retry-After`), retries connection errors and 5xx/429 with exponential backoff, and raises
 `JobFailed` (with the server's `error`), `JobNotFound`, `DeadlineExceeded` or
 `AuthenticationError`. `AsyncSttClient` offers the same calls for asyncio.
+
+`verify_webhook(body, request.headers["X-STT-Signature"], secret)` checks a webhook's signature.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from stt_client.errors import (
 )
 from stt_client.models import Job, Segment
 from stt_client.sync_client import SttClient
+from stt_client.webhooks import SIGNATURE_HEADER, verify_webhook
 
 __all__ = [
+    "SIGNATURE_HEADER",
     "ApiError",
     "AsyncSttClient",
     "AuthenticationError",
@@ -39,4 +43,5 @@ __all__ = [
     "SttClient",
     "SttError",
     "Unavailable",
+    "verify_webhook",
 ]

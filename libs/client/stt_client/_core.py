@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from typing import Final
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
 
 import httpx
 
@@ -19,6 +21,9 @@ from stt_client.errors import (
 from stt_client.models import Job
 
 API_PATH: Final = "/api/v1/transcribe"
+UPLOAD_PATH: Final = "/api/v1/uploads"
+UPLOAD_CHUNK: Final = 1024 * 1024
+UPLOAD_MIN_TIMEOUT: Final = 60.0  # the answer comes after the last part is in the bucket
 RETRYABLE_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
 DEFAULT_POLL: Final = 2.0
 MIN_POLL: Final = 0.2
@@ -121,3 +126,42 @@ def deadline_error(request_id: str, deadline: float, last: Job | None) -> Deadli
 
 
 RETRY_ON: Final = (httpx.TransportError, Transient)
+
+
+class FileBody:
+    """A file as a request body that starts again from its first byte on every try (retries)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = path.stat().st_size
+
+    def __iter__(self) -> Iterator[bytes]:
+        with self.path.open("rb") as file:
+            while chunk := file.read(UPLOAD_CHUNK):
+                yield chunk
+
+
+def upload_options(body: object, path: Path, size: int, timeout: httpx.Timeout) -> dict[str, Any]:
+    """The request options of an upload: the raw bytes, declared length, a patient timeout."""
+    return {
+        "content": body,
+        "params": {"filename": path.name},
+        "headers": {"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+        "timeout": httpx.Timeout(
+            connect=timeout.connect,
+            read=max(timeout.read or 0.0, UPLOAD_MIN_TIMEOUT),
+            write=max(timeout.write or 0.0, UPLOAD_MIN_TIMEOUT),
+            pool=timeout.pool,
+        ),
+    }
+
+
+def media_url_of(response: httpx.Response) -> str:
+    url = response.json().get("media_url")
+    if not isinstance(url, str):
+        raise ApiError(response.status_code, "upload answer without media_url")
+    return url
+
+
+def no_uploads() -> ApiError:
+    return ApiError(404, f"no {UPLOAD_PATH} on this server (a version without uploads?)")

@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
 from stt_client import _core
-from stt_client.errors import JobFailed
+from stt_client.errors import JobFailed, JobNotFound
 from stt_client.models import Job, SubtitleFormat
 
 T = TypeVar("T")
+
+
+class _AsyncFileBody:
+    """`_core.FileBody` for the async transport: read in a thread, from the start on each try."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        file = await asyncio.to_thread(self.path.open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(file.read, _core.UPLOAD_CHUNK):
+                yield chunk
+        finally:
+            file.close()
 
 
 class AsyncSttClient:
@@ -73,6 +90,20 @@ class AsyncSttClient:
         body = {"request_id": request_id, "media_url": media_url, "language": language}
         return await self._call(request_id, _core.job_of, "POST", _core.API_PATH, json=body)
 
+    async def upload(self, path: str | os.PathLike[str]) -> str:
+        """Store a local file in the server's media bucket (`POST /api/v1/uploads`); its
+        `minio://` URL, to pass to `submit` or `transcribe`. Retried from the first byte."""
+        file = Path(path)
+        size = (await asyncio.to_thread(file.stat)).st_size
+        body = _AsyncFileBody(file)
+        options = _core.upload_options(body, file, size, self._http.timeout)
+        try:
+            return await self._call(
+                file.name, _core.media_url_of, "POST", _core.UPLOAD_PATH, **options
+            )
+        except JobNotFound:
+            raise _core.no_uploads() from None
+
     async def get(self, request_id: str) -> Job:
         return await self._call(request_id, _core.job_of, "GET", f"{_core.API_PATH}/{request_id}")
 
@@ -87,9 +118,17 @@ class AsyncSttClient:
         """Forget the job; a transcriber working on it stops at its next safe point."""
         await self._call(request_id, lambda r: None, "DELETE", f"{_core.API_PATH}/{request_id}")
 
-    async def wait(self, request_id: str, deadline: float = 600.0) -> Job:
+    async def wait(
+        self,
+        request_id: str,
+        deadline: float = 600.0,
+        on_update: Callable[[Job], object] | None = None,
+        max_interval: float | None = None,
+    ) -> Job:
         """Poll until the job is COMPLETED (returned) or FAILED (`JobFailed`), at most
-        `deadline` seconds (`DeadlineExceeded`), pacing polls by the server's hints."""
+        `deadline` seconds (`DeadlineExceeded`), pacing polls by the server's hints.
+        `on_update` sees every state polled (stage, progress), the last one included;
+        `max_interval` caps the seconds between polls (for a progress display)."""
         until = time.monotonic() + deadline
         path = f"{_core.API_PATH}/{request_id}"
         last: Job | None = None
@@ -99,6 +138,8 @@ class AsyncSttClient:
             except _core.OutOfTime:
                 raise _core.deadline_error(request_id, deadline, last) from None
             last = job
+            if on_update is not None:
+                on_update(job)
             if job.status == "COMPLETED":
                 return job
             if job.status == "FAILED":
@@ -106,7 +147,7 @@ class AsyncSttClient:
             left = until - time.monotonic()
             if left <= 0:
                 raise _core.deadline_error(request_id, deadline, last)
-            await asyncio.sleep(min(hint, left))
+            await asyncio.sleep(min(hint, left, max_interval or hint))
 
     async def transcribe(
         self,

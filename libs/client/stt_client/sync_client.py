@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
 from stt_client import _core
-from stt_client.errors import JobFailed
+from stt_client.errors import JobFailed, JobNotFound
 from stt_client.models import Job, SubtitleFormat
 
 T = TypeVar("T")
@@ -72,6 +74,17 @@ class SttClient:
         body = {"request_id": request_id, "media_url": media_url, "language": language}
         return self._call(request_id, _core.job_of, "POST", _core.API_PATH, json=body)
 
+    def upload(self, path: str | os.PathLike[str]) -> str:
+        """Store a local file in the server's media bucket (`POST /api/v1/uploads`); its
+        `minio://` URL, to pass to `submit` or `transcribe`. Retried from the first byte."""
+        file = Path(path)
+        body = _core.FileBody(file)
+        options = _core.upload_options(body, file, body.size, self._http.timeout)
+        try:
+            return self._call(file.name, _core.media_url_of, "POST", _core.UPLOAD_PATH, **options)
+        except JobNotFound:
+            raise _core.no_uploads() from None
+
     def get(self, request_id: str) -> Job:
         return self._call(request_id, _core.job_of, "GET", f"{_core.API_PATH}/{request_id}")
 
@@ -84,9 +97,17 @@ class SttClient:
         """Forget the job; a transcriber working on it stops at its next safe point."""
         self._call(request_id, lambda r: None, "DELETE", f"{_core.API_PATH}/{request_id}")
 
-    def wait(self, request_id: str, deadline: float = 600.0) -> Job:
+    def wait(
+        self,
+        request_id: str,
+        deadline: float = 600.0,
+        on_update: Callable[[Job], object] | None = None,
+        max_interval: float | None = None,
+    ) -> Job:
         """Poll until the job is COMPLETED (returned) or FAILED (`JobFailed`), at most
-        `deadline` seconds (`DeadlineExceeded`), pacing polls by the server's hints."""
+        `deadline` seconds (`DeadlineExceeded`), pacing polls by the server's hints.
+        `on_update` sees every state polled (stage, progress), the last one included;
+        `max_interval` caps the seconds between polls (for a progress display)."""
         until = time.monotonic() + deadline
         path = f"{_core.API_PATH}/{request_id}"
         last: Job | None = None
@@ -96,6 +117,8 @@ class SttClient:
             except _core.OutOfTime:
                 raise _core.deadline_error(request_id, deadline, last) from None
             last = job
+            if on_update is not None:
+                on_update(job)
             if job.status == "COMPLETED":
                 return job
             if job.status == "FAILED":
@@ -103,7 +126,7 @@ class SttClient:
             left = until - time.monotonic()
             if left <= 0:
                 raise _core.deadline_error(request_id, deadline, last)
-            time.sleep(min(hint, left))
+            time.sleep(min(hint, left, max_interval or hint))
 
     def transcribe(
         self,

@@ -15,6 +15,9 @@ from aiokafka.structs import ConsumerRecord
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE = 1000
+# A callback that could not be delivered (the value is the result event, not a job to run):
+# `stt replay dlq` leaves these alone.
+WEBHOOK_FAILED = "webhook_failed"
 
 
 def headers(

@@ -1,4 +1,5 @@
-"""JSON log lines, one object per line, with the job's `request_id` when a line is about a job."""
+"""JSON log lines, one object per line, with the job's `request_id` (and `trace_id`) when a line is
+about a job."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
+
+from stt_common import tracing
 
 _RESERVED = set(vars(logging.makeLogRecord({})))
 
@@ -21,6 +24,10 @@ class JsonFormatter(logging.Formatter):
         }
         # Anything passed through `extra=` (request_id, topic, ...) becomes a field.
         entry.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
+        # The trace of the job being handled (set by each service around a job); see `tracing`.
+        trace_id = tracing.current_trace_id()
+        if trace_id is not None:
+            entry.setdefault("trace_id", trace_id)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)

@@ -19,6 +19,7 @@ from stt_common.languages import WHISPER_LANGUAGES
 SCHEMA_VERSION = 1
 MAX_URL_LENGTH = 4096
 MEDIA_SCHEMES = ("http", "https", "minio", "s3")
+CALLBACK_SCHEMES = ("http", "https")
 
 RequestId = Annotated[
     str,
@@ -47,6 +48,27 @@ def _check_media_url(value: str) -> str:
     return value
 
 
+def _check_callback_url(value: str) -> str:
+    # The same shape rules as media_url; the address itself is checked (SSRF) when delivering,
+    # because DNS can answer differently by then.
+    if len(value) > MAX_URL_LENGTH:
+        raise ValueError(f"callback_url is longer than {MAX_URL_LENGTH} characters")
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("callback_url contains whitespace or control characters")
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in CALLBACK_SCHEMES:
+        raise ValueError("callback_url scheme must be http or https")
+    if not parts.hostname:
+        raise ValueError("callback_url has no host")
+    if parts.username or parts.password:
+        raise ValueError("callback_url must not carry credentials; verify the signature instead")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ValueError("callback_url has an invalid port") from None
+    return value
+
+
 def _check_language(value: str) -> str:
     value = value.strip().lower()
     if value != "auto" and value not in WHISPER_LANGUAGES:
@@ -60,6 +82,15 @@ MediaUrl = Annotated[
     Field(
         description="http(s) URL (presigned MinIO URLs included) or minio://bucket/key, s3://bucket/key",
         examples=["http://minio-host/bucket/audio.mp3?token=..."],
+    ),
+]
+CallbackUrl = Annotated[
+    str,
+    AfterValidator(_check_callback_url),
+    Field(
+        description="http(s) URL that receives the job's final status as a signed POST "
+        "(see docs/webhooks.md)",
+        examples=["https://app.example.com/hooks/stt"],
     ),
 ]
 Language = Annotated[
@@ -121,6 +152,7 @@ class SubmitEvent(_Event):
     not_before: datetime | None = Field(
         None, description="Set on retry topics: the job waits until then before running again"
     )
+    callback_url: CallbackUrl | None = None
 
 
 class TranscriptFields(BaseModel):
@@ -156,6 +188,7 @@ class ResultEvent(_Event, TranscriptFields):
     requested_language: str | None = None
     source: Source | None = None
     submitted_at: datetime | None = None
+    callback_url: str | None = None
 
 
 class JobRecord(TranscriptFields):
@@ -175,6 +208,7 @@ class JobRecord(TranscriptFields):
     worker: str | None = None
     submitted_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+    callback_url: str | None = Field(None, description="Where the webhook goes; never served")
 
     @property
     def phase(self) -> Phase:
@@ -193,6 +227,7 @@ class JobRecord(TranscriptFields):
             attempt=event.attempt,
             submitted_at=event.submitted_at,
             updated_at=event.submitted_at,
+            callback_url=event.callback_url,
         )
 
     @classmethod
@@ -217,6 +252,7 @@ class TranscribeRequest(BaseModel):
     request_id: RequestId
     media_url: MediaUrl
     language: Language = "vi"
+    callback_url: CallbackUrl | None = None
 
 
 class JobResponse(TranscriptFields):
@@ -250,6 +286,13 @@ class JobResponse(TranscriptFields):
 
 class ErrorResponse(BaseModel):
     detail: str
+
+
+class UploadResponse(BaseModel):
+    """Body of `POST /api/v1/uploads`: submit `media_url` to transcribe the stored file."""
+
+    media_url: str = Field(examples=["minio://stt-media/uploads/4f1c.../interview.mp3"])
+    size: int = Field(description="Bytes stored")
 
 
 class FieldError(BaseModel):

@@ -51,6 +51,21 @@ EVENTS_PROJECTED = Counter(
     "stt_events_projected", "Events handled by the projector, by outcome", ["outcome"]
 )
 
+# ---- webhooks ----
+WEBHOOK_DELIVERIES = Counter(
+    "stt_webhook_deliveries",
+    "Webhook deliveries ended, by outcome (delivered, dead_lettered, skipped)",
+    ["outcome"],
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "stt_webhook_attempts",
+    "Webhook POSTs tried, by result (2xx, 4xx, 5xx, error, refused)",
+    ["result"],
+)
+WEBHOOKS_PENDING = Gauge(
+    "stt_webhooks_pending", "Deliveries held (in progress or waiting to retry)"
+)
+
 
 def serve(port: int, host: str = "0.0.0.0") -> bool:
     """Start the metrics HTTP server of a worker process; port 0 leaves it off."""

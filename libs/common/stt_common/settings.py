@@ -76,6 +76,9 @@ class KafkaSettings(_Base):
     heartbeat_interval_ms: int = Field(3_000, ge=100)
     transcriber_group: str = "stt-transcriber"
     projector_group: str = "stt-projector"
+    webhooks_group: str = Field(
+        "stt-webhooks", description="Reads the results topic on its own; never delays the others"
+    )
     publish_timeout: float = Field(5.0, gt=0, description="Seconds the API waits for acks=all")
 
     @field_validator("retry_delays", mode="before")
@@ -127,6 +130,9 @@ class ApiSettings(_Base):
         6000, ge=0, description="Requests per minute per API key, across API processes; 0 = off"
     )
     max_body_bytes: int = Field(16 * 1024, ge=256, description="Larger request bodies get 413")
+    max_upload_bytes: int = Field(
+        512 * 1024 * 1024, ge=1, description="Largest file POST /api/v1/uploads stores (413 above)"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     submit_ttl_before_publish: int = Field(
@@ -185,6 +191,44 @@ class FetchSettings(_Base):
         return _split_csv(value)
 
 
+class WebhookSettings(_Base):
+    """`stt webhooks`: the signed POST of a job's final status to its `callback_url`."""
+
+    model_config = SettingsConfigDict(env_prefix="STT_")
+
+    webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key of the X-STT-Signature header"
+    )
+    allow_unsigned_webhooks: bool = Field(
+        False, description="Development only: deliver without a signature when no secret is set"
+    )
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Private hosts or networks callbacks may go to (separate from the fetch list)",
+    )
+    webhook_retry_seconds: float = Field(
+        3600.0, gt=0, description="Retries stop this long after the result; then dead-lettered"
+    )
+    webhook_backoff: float = Field(1.0, gt=0, description="First retry delay; doubles each try")
+    webhook_backoff_max: float = Field(300.0, gt=0, description="Longest delay between tries")
+    webhook_connect_timeout: float = Field(5.0, gt=0)
+    webhook_timeout: float = Field(10.0, gt=0, description="Seconds one delivery attempt may take")
+    webhook_concurrency: int = Field(32, ge=1, description="POSTs in progress at once")
+    webhook_max_pending: int = Field(
+        1000, ge=1, description="Deliveries held at once (retries included); then reading pauses"
+    )
+
+    @field_validator("webhook_allow_hosts", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+
 class WorkerSettings(_Base):
     model_config = SettingsConfigDict(env_prefix="STT_WORKER_")
 
@@ -228,6 +272,10 @@ class Settings:
     @cached_property
     def fetch(self) -> FetchSettings:
         return load(FetchSettings)
+
+    @cached_property
+    def webhooks(self) -> WebhookSettings:
+        return load(WebhookSettings)
 
     @cached_property
     def worker(self) -> WorkerSettings:

@@ -7,13 +7,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from stt_api import errors
+from stt_api import errors, polling
 from stt_api.auth import accepted_keys
 from stt_api.body_limit import BodyLimit
 from stt_api.http_metrics import HttpMetrics
+from stt_api.media_store import MediaStore
 from stt_api.rate_limit import RateLimiter
-from stt_api.routes import health, metrics, transcribe
+from stt_api.routes import health, metrics, transcribe, uploads
 from stt_api.submit_events import SubmitPublisher
+from stt_api.trace_context import TraceContext
 from stt_common import bus, job_store
 from stt_common.settings import Settings
 
@@ -40,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.publisher.close()
             await redis.aclose()
+            app.state.media_store.close()
 
     app = FastAPI(
         title="stt",
@@ -47,11 +50,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.state.poll_rtf = settings.api.poll_rtf
+    app.state.poll_advisor = polling.PollAdvisor(settings.api.poll_rtf)
+    app.state.media_store = MediaStore(settings.minio)
+    app.state.max_upload_bytes = settings.api.max_upload_bytes
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(TraceContext)  # innermost: the route's task runs in the request's trace
+    # Uploads stream large bodies and enforce STT_MAX_UPLOAD_BYTES themselves.
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.api.max_body_bytes, exempt=frozenset({uploads.PATH})
+    )
     app.add_middleware(HttpMetrics)  # outermost: counts every answer, 413s included
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(transcribe.router)
+    app.include_router(uploads.router)
     return app

@@ -2,7 +2,7 @@
 
 Pure ASGI rather than a Starlette `BaseHTTPMiddleware`, so the body is counted as it arrives and
 never buffered here: a client that lies about Content-Length, or sends chunked without one, is
-cut off at the limit.
+cut off at the limit. Routes in `exempt` (uploads) bound their bodies themselves.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt = exempt  # exact paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")

@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaError
 from stt_common import bus
 from stt_common.messages import SubmitEvent
 from stt_common.settings import KafkaSettings
+from stt_common.tracing import TraceContext
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +49,26 @@ class SubmitPublisher:
         except (KafkaError, OSError, TimeoutError) as exc:
             log.warning("Kafka not reachable yet (%s); submits answer 503 until it is", exc)
 
-    async def publish(self, event: SubmitEvent) -> None:
-        await self._send(self.settings.topic_submit, event.request_id, bus.encode(event))
+    async def publish(self, event: SubmitEvent, trace: TraceContext | None = None) -> None:
+        """Send the event; `trace` goes out as its `traceparent` header."""
+        headers = trace.kafka_headers() if trace is not None else None
+        await self._send(self.settings.topic_submit, event.request_id, bus.encode(event), headers)
 
     async def forget(self, request_id: str) -> None:
         """Tombstone the job on the compacted status topic, so a rebuild cannot restore it."""
         await self._send(self.settings.topic_status, request_id, None)
 
-    async def _send(self, topic: str, request_id: str, value: bytes | None) -> None:
+    async def _send(
+        self,
+        topic: str,
+        request_id: str,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         try:
             async with asyncio.timeout(self.settings.publish_timeout):
                 producer = await self._ready_producer()
-                await producer.send_and_wait(topic, value, key=bus.key(request_id))
+                await producer.send_and_wait(topic, value, key=bus.key(request_id), headers=headers)
         except TimeoutError as exc:
             raise PublishError(
                 f"Kafka did not acknowledge the job within {self.settings.publish_timeout:g}s"

@@ -14,7 +14,7 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from stt_common import bus, cancellation, dead_letters, metrics
+from stt_common import bus, cancellation, dead_letters, metrics, tracing
 from stt_common.job_store import JobStore, Outcome
 from stt_common.settings import KafkaSettings
 from stt_projector.projection import PoisonEvent, record_from
@@ -86,7 +86,9 @@ class Projector:
             await lag.maybe_update()
             for tp, records in batches.items():
                 for record in records:
-                    outcome = await self.handle(record)
+                    # The job's trace, from the event's header: its log lines carry trace_id.
+                    with tracing.use(tracing.from_kafka(record.headers)):
+                        outcome = await self.handle(record)
                     metrics.EVENTS_PROJECTED.labels(str(outcome or "dropped")).inc()
                 await self.consumer.commit({tp: records[-1].offset + 1})
 

@@ -57,6 +57,7 @@ class JobRunner:
             requested_language=job.language,
             source=job.source,
             submitted_at=job.submitted_at,
+            callback_url=job.callback_url,
             **fields,
         )
 

@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from stt_common.pinned_transport import PinnedTransport, Pins, origin_key
 from stt_common.settings import FetchSettings, MinioSettings
+from stt_common.url_guard import refusal, resolve
 from stt_transcriber.errors import DOWNLOAD_FAILED, JobError, empty_media, too_large
 from stt_transcriber.object_fetch import fetch_object, minio_origin
-from stt_transcriber.pinned_transport import PinnedTransport, Pins, origin_key
-from stt_transcriber.url_guard import refusal, resolve
 
 CHUNK = 64 * 1024
 PREFIX = DOWNLOAD_FAILED

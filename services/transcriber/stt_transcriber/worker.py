@@ -21,7 +21,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from stt_common import bus, dead_letters, metrics
+from stt_common import bus, dead_letters, metrics, tracing
 from stt_common.job_store import JobStore
 from stt_common.messages import JobStatus, Phase, ResultEvent, SubmitEvent
 from stt_common.settings import KafkaSettings
@@ -91,6 +91,12 @@ class Worker:
                     self.consumer.resume(tp)
 
     async def _handle(self, tp: TopicPartition, record: Record) -> None:
+        # This worker's span of the job's trace: its log lines and the events it sends carry it
+        # (the task running the job, and its inference thread, inherit the context).
+        with tracing.use(tracing.continue_from(tracing.from_kafka(record.headers))):
+            await self._handle_job(tp, record)
+
+    async def _handle_job(self, tp: TopicPartition, record: Record) -> None:
         try:
             job = bus.decode(SubmitEvent, record.value)
         except (ValidationError, ValueError) as exc:
@@ -199,7 +205,12 @@ class Worker:
         topic, delay = self.retry_steps[job.attempt - 1]
         due = datetime.now(UTC) + timedelta(seconds=delay)
         again = job.model_copy(update={"attempt": job.attempt + 1, "not_before": due})
-        await self.producer.send_and_wait(topic, bus.encode(again), key=bus.key(job.request_id))
+        await self.producer.send_and_wait(
+            topic,
+            bus.encode(again),
+            key=bus.key(job.request_id),
+            headers=tracing.current_kafka_headers(),
+        )
         note = f"retrying in {delay:g}s after: {error.message}"
         await self._publish(
             self.runner.progress(job, "retrying", None).model_copy(
@@ -210,7 +221,10 @@ class Worker:
 
     async def _publish(self, event: ResultEvent) -> None:
         await self.producer.send_and_wait(
-            self.settings.topic_results, bus.encode(event), key=bus.key(event.request_id)
+            self.settings.topic_results,
+            bus.encode(event),
+            key=bus.key(event.request_id),
+            headers=tracing.current_kafka_headers(),
         )
 
     async def _dead_letter(

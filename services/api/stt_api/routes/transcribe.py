@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
@@ -11,7 +13,7 @@ from stt_api import polling, subtitles
 from stt_api.auth import require_api_key
 from stt_api.rate_limit import enforce_rate_limit
 from stt_api.submit_events import PublishError, SubmitPublisher
-from stt_common import cancellation, metrics
+from stt_common import cancellation, metrics, tracing
 from stt_common.job_store import JobStore, job_key
 from stt_common.messages import (
     SUBMITTED_MESSAGE,
@@ -28,6 +30,8 @@ from stt_common.messages import (
 )
 
 log = logging.getLogger(__name__)
+MAX_WAIT = 30.0  # bounds how long one long poll holds a connection
+LONG_POLL_STEP = 0.1  # seconds between Redis reads while a long poll waits
 router = APIRouter(
     prefix="/api/v1/transcribe",
     tags=["transcribe"],
@@ -52,10 +56,13 @@ def _publisher(request: Request) -> SubmitPublisher:
 
 
 def _respond(
-    response: Response, record: JobRecord, message: str | None = None, rtf: float | None = None
+    response: Response,
+    record: JobRecord,
+    message: str | None = None,
+    advisor: polling.PollAdvisor | None = None,
 ) -> JobResponse:
     body = JobResponse.from_record(record, message)
-    wait = polling.poll_after(record, rtf or polling.DEFAULT_RTF)
+    wait = (advisor or polling.PollAdvisor()).poll_after(record)
     if wait is not None:
         body.poll_after_seconds = wait
         response.headers["Retry-After"] = polling.retry_after_header(wait)
@@ -84,14 +91,16 @@ async def submit(
         media_url=body.media_url,
         language=body.language,
         source=Source.API,
+        callback_url=body.callback_url,
     )
     record = JobRecord.from_submit(event)
     # Short TTL until Kafka has the event, so a crash in between leaves nothing that never ends.
     existing, written = await store.create(record, ttl=request.app.state.pending_ttl)
     if existing is not None:
-        return _respond(response, existing, rtf=request.app.state.poll_rtf)
+        return _respond(response, existing, advisor=request.app.state.poll_advisor)
     try:
-        await publisher.publish(event)
+        # The request's trace (set by the TraceContext middleware) goes out as a Kafka header.
+        await publisher.publish(event, tracing.current.get())
     except PublishError as exc:
         await store.discard(record.request_id, written)
         log.warning("submit refused: %s", exc, extra={"request_id": record.request_id})
@@ -121,12 +130,26 @@ async def poll(
     format: Annotated[subtitles.Format, Query(description="json (default), srt, vtt or txt")] = (
         "json"
     ),
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT,
+            description="Long poll: hold up to this many seconds while PROCESSING",
+        ),
+    ] = 0,
 ) -> JobResponse | Response:
     record = await store.get(request_id)
+    deadline = time.monotonic() + wait
+    while record is not None and record.status is JobStatus.PROCESSING:
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(min(LONG_POLL_STEP, deadline - time.monotonic()))
+        record = await store.get(request_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job not found: {request_id}")
     if format == "json":
-        return _respond(response, record, rtf=request.app.state.poll_rtf)
+        return _respond(response, record, advisor=request.app.state.poll_advisor)
     if record.status is not JobStatus.COMPLETED:
         raise HTTPException(
             status.HTTP_409_CONFLICT,

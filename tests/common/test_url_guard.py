@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from stt_transcriber.url_guard import classify, refusal, resolve
+from stt_common.url_guard import classify, refusal, resolve
 
 
 @pytest.mark.parametrize(

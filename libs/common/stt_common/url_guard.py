@@ -1,4 +1,4 @@
-"""Refuses media URLs that point into the service's own network (SSRF).
+"""Refuses URLs that point into the service's own network (SSRF): media and webhook callbacks.
 
 `refusal()` is pure: it judges a host name and the addresses it resolved to against the
 allow list, so the rules are testable without DNS. `resolve()` does the lookup.

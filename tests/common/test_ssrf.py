@@ -21,8 +21,8 @@ from typing import Any
 import httpcore
 import pytest
 
+from stt_common import pinned_transport
 from stt_common.settings import FetchSettings, MinioSettings
-from stt_transcriber import pinned_transport
 from stt_transcriber.errors import JobError
 from stt_transcriber.media_fetch import fetch_media
 

@@ -1,0 +1,26 @@
+"""Each HTTP request runs in a trace: the caller's `traceparent` continued, or a new one.
+
+Pure ASGI, like `body_limit`, so the context is set in the task that runs the route: its log
+lines get `trace_id`, and a submit hands the context to Kafka (`SubmitPublisher.publish`).
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from stt_common import tracing
+
+_HEADER = tracing.HEADER.encode()
+
+
+class TraceContext:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v for k, v in scope["headers"] if k.lower() == _HEADER), None)
+        with tracing.use(tracing.continue_from(tracing.parse(incoming))):
+            await self.app(scope, receive, send)

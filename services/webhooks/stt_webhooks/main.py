@@ -1,0 +1,68 @@
+"""`stt webhooks`: join the `stt-webhooks` group and deliver callbacks until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from stt_common import bus, job_store, logs, metrics
+from stt_common.settings import Settings, SettingsError, WebhookSettings
+from stt_webhooks.runner import Webhooks
+
+log = logging.getLogger(__name__)
+
+
+def check_signing(hooks: WebhookSettings) -> None:
+    """Unsigned webhooks let anyone forge results: only with an explicit development switch."""
+    if hooks.webhook_secret is None and not hooks.allow_unsigned_webhooks:
+        raise SettingsError(
+            "STT_WEBHOOK_SECRET is not set: webhooks would go out unsigned "
+            "(set STT_ALLOW_UNSIGNED_WEBHOOKS=true to allow that, for development only)"
+        )
+    if hooks.webhook_secret is None:
+        log.warning("STT_WEBHOOK_SECRET is not set: webhooks go out UNSIGNED")
+
+
+async def _main() -> int:
+    settings = Settings()
+    check_signing(settings.webhooks)
+    metrics.serve(settings.metrics.port, settings.metrics.host)
+    await bus.ensure_topics(settings.kafka)
+    redis = job_store.connect(settings.redis)
+    consumer = bus.consumer(settings.kafka, group=settings.kafka.webhooks_group)
+    producer = bus.producer(settings.kafka)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = Webhooks(
+        settings.kafka,
+        settings.webhooks,
+        consumer,
+        producer,
+        redis,
+        settings.redis.job_ttl,
+        stop,
+    )
+    await producer.start()
+    runner.subscribe()
+    await consumer.start()
+    log.info("webhooks ready")
+    try:
+        await runner.run()
+    finally:
+        await consumer.stop()  # leaves the group at once, so partitions move without delay
+        await producer.stop()
+        await redis.aclose()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="stt webhooks", description="Deliver job results to their callback_url"
+    )
+    parser.parse_args(argv)
+    logs.setup("webhooks")
+    return asyncio.run(_main())
