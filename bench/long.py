@@ -1,0 +1,155 @@
+"""Scenario 4: long audio. Real-time factor and peak RSS of the worker on a long file (30 min;
+5 min with --quick) and on a shorter one (5 min; 2 min with --quick), sequential (what the worker
+runs) versus faster-whisper's BatchedInferencePipeline, and the word error rate of each against
+the sequential output (and against the text espeak-ng spoke).
+
+Sequential runs in a real transcriber process through the whole stack, one fresh process per
+file, its peak RSS reset after the model has loaded (`/proc/PID/clear_refs`) and read at the end
+(VmHWM). The worker has no batched mode yet, so batched runs the worker's own engine path
+(`stt_transcriber.decode.decode`, then the model) in a process of its own (`bench.long_engine`)
+with the same model settings, measured the same way.
+
+Peak RSS must not grow with the audio length beyond the decoded samples (float32, 64 kB per
+second): the growth between the two files is compared with the growth of the samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import jobs
+from bench.media import Speech, make_speech
+from bench.stack import REPO, Bench, memory_kib
+from tests import speech
+
+BATCH_SIZE = 8
+SAMPLE_BYTES_PER_SECOND = 16_000 * 4
+
+
+def reset_peak(pid: int) -> None:
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+async def sequential(
+    bench: Bench, env: dict[str, str], api_url: str, file: Speech
+) -> dict[str, Any]:
+    (worker,) = bench.transcribers(env, 1, tag="long-" + uuid.uuid4().hex[:4])
+    assert worker.proc is not None
+    pid = worker.proc.pid
+    redis = jobs.redis_client(env)
+    try:
+        await asyncio.sleep(2.0)  # settle after "ready"
+        reset_peak(pid)
+        baseline = memory_kib(pid).get("VmRSS", 0)
+        sampled = baseline
+        rid = "long-" + uuid.uuid4().hex[:10]
+        async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+            t0, _t1, _ = await jobs.submit(http, rid, bench.media_url(file.path))
+            watcher = asyncio.create_task(jobs.watch_redis(redis, rid, every=0.05))
+            deadline = time.monotonic() + file.seconds * 1.5 + 120
+            while not watcher.done():
+                sampled = max(sampled, memory_kib(pid).get("VmRSS", 0))
+                if time.monotonic() > deadline:
+                    watcher.cancel()
+                    raise TimeoutError(f"{file.seconds:.0f} s file not done in time")
+                await asyncio.sleep(0.2)
+            done = await watcher
+            peak = max(sampled, memory_kib(pid).get("VmHWM", 0))
+            body = (await http.get(f"/api/v1/transcribe/{rid}", headers=jobs.HEADERS)).json()
+    finally:
+        await redis.aclose()
+        bench.stop(worker)
+    if body.get("status") != "COMPLETED":
+        raise RuntimeError(f"long job ended {body.get('status')}: {body.get('error')}")
+    return {
+        "mode": "sequential (worker)",
+        "audio_seconds": file.seconds,
+        "seconds": body["processing_time"],
+        "end_to_end_seconds": round(done - t0, 3),
+        "rtf": round(body["processing_time"] / file.seconds, 4),
+        "rss_baseline_mib": round(baseline / 1024, 1),
+        "rss_peak_mib": round(peak / 1024, 1),
+        "rss_growth_mib": round((peak - baseline) / 1024, 1),
+        "samples_mib": round(file.seconds * SAMPLE_BYTES_PER_SECOND / 2**20, 1),
+        "text": body.get("transcription", ""),
+    }
+
+
+async def batched(bench: Bench, env: dict[str, str], file: Speech) -> dict[str, Any]:
+    out = bench.workdir / f"long-{uuid.uuid4().hex[:6]}.json"
+    cmd = [sys.executable, "-m", "bench.long_engine", "batched", str(file.path), str(out),
+           str(BATCH_SIZE)]
+    proc = await asyncio.to_thread(
+        subprocess.run, cmd, cwd=REPO, env=env | {"PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=file.seconds + 300,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"batched run failed:\n{proc.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    result["mode"] = f"batched (BatchedInferencePipeline, batch_size={BATCH_SIZE}, VAD)"
+    result["audio_seconds"] = file.seconds
+    result["rtf"] = round(result["seconds"] / file.seconds, 4)
+    result["rss_growth_mib"] = round(result["rss_peak_mib"] - result["rss_baseline_mib"], 1)
+    return result
+
+
+def growth_check(short: dict[str, Any], long: dict[str, Any]) -> dict[str, float]:
+    """Peak RSS growth from the short to the long file, against the growth of the samples."""
+    rss = long["rss_growth_mib"] - short["rss_growth_mib"]
+    samples = long["samples_mib"] - short["samples_mib"]
+    return {
+        "rss_growth_delta_mib": round(rss, 1),
+        "samples_delta_mib": round(samples, 1),
+        "excess_mib": round(rss - samples, 1),
+        "excess_per_audio_hour_mib": round(
+            (rss - samples) / ((long["audio_seconds"] - short["audio_seconds"]) / 3600), 1
+        ),
+    }
+
+
+async def run(bench: Bench) -> dict[str, Any]:
+    short_s, long_s = (120.0, 300.0) if bench.quick else (300.0, 1800.0)
+    files = {"short": make_speech(short_s, bench.cache), "long": make_speech(long_s, bench.cache)}
+    env = bench.env()
+    api = bench.api(env, name="api-long")
+    bench.projector(env)
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for label, file in files.items():
+            results[f"sequential_{label}"] = await sequential(bench, env, api.url, file)
+            print(f"  long sequential {file.seconds:.0f}s: rtf "
+                  f"{results[f'sequential_{label}']['rtf']:.3f}", flush=True)
+            results[f"batched_{label}"] = await batched(bench, env, file)
+            print(f"  long batched {file.seconds:.0f}s: rtf "
+                  f"{results[f'batched_{label}']['rtf']:.3f}", flush=True)
+    finally:
+        bench.stop_all()
+    out: dict[str, Any] = {"batch_size": BATCH_SIZE, "files": {}}
+    for label, file in files.items():
+        seq, bat = results[f"sequential_{label}"], results[f"batched_{label}"]
+        out["files"][label] = {
+            "audio_seconds": file.seconds,
+            "sequential": {k: v for k, v in seq.items() if k != "text"},
+            "batched": {k: v for k, v in bat.items() if k != "text"},
+            "wer_batched_vs_sequential": round(speech.wer(seq["text"], bat["text"]), 4),
+            "wer_sequential_vs_reference": round(speech.wer(file.text, seq["text"]), 4),
+            "wer_batched_vs_reference": round(speech.wer(file.text, bat["text"]), 4),
+            "speedup_batched": round(seq["seconds"] / bat["seconds"], 2),
+        }
+    out["rss_growth"] = {
+        "sequential": growth_check(results["sequential_short"], results["sequential_long"]),
+        "batched": growth_check(results["batched_short"], results["batched_long"]),
+    }
+    return out

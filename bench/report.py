@@ -1,0 +1,708 @@
+"""The benchmark report: `bench/results/latest.json` (the figures), `latest.md` (the report, a
+README snippet at its top), `docs/performance.md` (the same report, links fixed for docs/), and
+two plots, `latency.png` and `scale.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from bench.stack import REPO, RESULTS
+
+DOCS = REPO / "docs" / "performance.md"
+PHASE_NAMES = {
+    "submit": "submit",
+    "poll_processing": "poll (PROCESSING)",
+    "poll_completed": "poll (COMPLETED)",
+}
+TARGETS = {"submit": 1500, "poll_processing": 4000, "poll_completed": 4000}
+P99_TARGET_MS = 50.0
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(fmt(c) if not isinstance(c, str) else c for c in r) + " |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+# ---- sections -----------------------------------------------------------------------------------
+
+
+def snippet(data: dict[str, Any], images: str, report: str | None) -> str:
+    """The short "Performance" section for the README (`images`: where the PNGs are from there;
+    `report`: the link to the full report, None for "below")."""
+    s = data.get("scenarios", {})
+    lines = [
+        "## Performance",
+        "",
+        f"Measured by `make bench` on {data['cpu_count']} shared CPU cores with the offline "
+        f"Whisper base model ({data['compute_type']}, beam {data['beam_size']}, "
+        f"{data['cpu_threads']} threads), {data['generated_at'][:10]}"
+        f"{' (quick mode)' if data.get('quick') else ''}; medians over repeated runs. "
+        + (f"Full report: [{report}]({report})." if report else "Full report below."),
+        "",
+    ]
+    if "overhead" in s:
+        o = s["overhead"]
+        f = o["files"][0]
+        pipeline_ms = sum(
+            v for k, v in f["stages_seconds"].items()
+            if k in ("api_submit", "queueing", "download_probe", "result_publish", "projection")
+        ) * 1000
+        lines.append(
+            f"- **Overhead** ({f['file']} of speech): {f['end_to_end_seconds']['hint']:.1f} s "
+            f"end to end against {f['bare_seconds']:.1f} s in bare faster-whisper, a ratio of "
+            f"**{o['overhead_ratio']:.2f}** for a client that follows the service's poll hint; "
+            f"{o['overhead_ratio_ideal']:.3f} for a zero-delay poller. The pipeline's own "
+            f"stages (API, Kafka, download, publish, projection) take about {pipeline_ms:.0f} "
+            "ms; the gap is the wait the poll hint asks for."
+        )
+    if "api" in s:
+        a = s["api"]["configs"]
+        base = a.get("1 process, pinned")
+        best = max(a.items(), key=lambda kv: kv[1]["poll_processing"]["ok_rps"])
+        if base:
+            lines.append(
+                f"- **API** (one process on one core, rate limiter on): "
+                f"{base['submit']['ok_rps']:.0f} submits/s, "
+                f"{base['poll_processing']['ok_rps']:.0f} polls/s of a PROCESSING job, "
+                f"{base['poll_completed']['ok_rps']:.0f} of a COMPLETED one; p99 "
+                f"{base['submit']['latency_ms']['p99']:.0f} / "
+                f"{base['poll_processing']['latency_ms']['p99']:.0f} / "
+                f"{base['poll_completed']['latency_ms']['p99']:.0f} ms. Best configuration "
+                f"measured: {best[0]} ({best[1]['poll_processing']['ok_rps']:.0f} polls/s)."
+            )
+    if "scale" in s:
+        sc = s["scale"]["runs"]
+        w = " / ".join(f"{r['jobs_per_minute']:.0f}" for r in sc["whisper"])
+        f_ = " / ".join(f"{r['jobs_per_minute']:.0f}" for r in sc["fake"])
+        counts = "/".join(str(r["workers"]) for r in sc["whisper"])
+        lines.append(
+            f"- **Scale-out** with {counts} transcribers: {w} jobs/min on "
+            f"{s['scale']['clip_seconds']:.0f} s clips with the model, {f_} with the no-op "
+            f"engine; {data['cpu_count']} cores are the ceiling here, "
+            f"{s['scale']['partitions']} partitions the ceiling of a consumer group."
+        )
+    if "long" in s:
+        lg = s["long"]["files"]["long"]
+        lines.append(
+            f"- **Long audio** ({lg['audio_seconds'] / 60:.0f} min): real-time factor "
+            f"{lg['sequential']['rtf']:.3f} sequential, {lg['batched']['rtf']:.3f} with "
+            f"BatchedInferencePipeline (WER {lg['wer_batched_vs_sequential']:.1%} against the "
+            f"sequential text); worker peak RSS +{lg['sequential']['rss_growth_mib']:.0f} MiB "
+            "over its idle size."
+        )
+    lines += [
+        "",
+        f"![API latency percentiles]({images}latency.png) "
+        f"![Jobs per minute against transcribers]({images}scale.png)",
+    ]
+    return "\n".join(lines)
+
+
+def machine(data: dict[str, Any]) -> str:
+    rows = [
+        ["CPU cores", str(data["cpu_count"])],
+        ["model", data["model"]],
+        ["device / compute type", f"{data['device']} / {data['compute_type']}"],
+        ["CPU threads / beam size / VAD",
+         f"{data['cpu_threads']} / {data['beam_size']} / {data['vad_filter']}"],
+        ["mode", "quick" if data.get("quick") else "full"],
+        ["generated", data["generated_at"]],
+        ["commit", data.get("commit") or "–"],
+        ["versions", ", ".join(f"{k} {v}" for k, v in data.get("versions", {}).items())],
+    ]
+    for name, result in data.get("scenarios", {}).items():
+        load = result.get("load_average_1min")
+        took = data.get("scenario_seconds", {}).get(name)
+        rows.append([
+            f"scenario `{name}`",
+            f"measured {result.get('measured_at', '?')}"
+            + (f", {took:.0f} s" if took else "")
+            + (" (quick)" if result.get("quick") else "")
+            + (f", load average {load[0]:.1f} → {load[1]:.1f}" if load else ""),
+        ])
+    return "## Machine and settings\n\n" + table(["", ""], rows) + (
+        "\n\nThe machine is shared and its 2 cores are noisy: absolute times drift between "
+        "runs. Ratios are taken within one run (bare and end-to-end back to back), figures are "
+        "medians over repeats, and the API configurations are interleaved round by round. The "
+        "benchmark keeps a load average of about 1–2 by itself; more means other work shared "
+        "the cores during that scenario (the load averages are in the table above)."
+    )
+
+
+CLIENT_NOTES = {
+    "ideal": "watches the Redis record every 5 ms (the lower bound of any poller)",
+    "hint": "follows `poll_after_seconds` (else `Retry-After`) from the default API",
+    "retry_after": "follows only the whole-second `Retry-After` header",
+    "hint_calibrated": "follows `poll_after_seconds` from a second API process whose "
+    "`STT_POLL_RTF` is the real-time factor measured here",
+    "long_poll": "asks the default API with `?wait=20` (held until the job changes where the "
+    "API supports it)",
+}
+
+
+def overhead_section(o: dict[str, Any]) -> str:
+    out = ["## 1. Overhead against bare faster-whisper", ""]
+    files = o["files"]
+    clients = ["ideal"] + [c for c in CLIENT_NOTES if c != "ideal" and c in files[0]["ratio"]]
+    out.append(
+        "The same file, in this process by faster-whisper alone (model loaded once, same "
+        "settings as the worker) and then through API → Kafka → transcriber → results topic → "
+        "projector → Redis → polling client, back to back in each repeat. Several clients follow "
+        "each job at once: "
+        + "; ".join(f"`{c}` {CLIENT_NOTES[c]}" for c in clients)
+        + f". Real-time factor measured for the calibration: {o['measured_rtf_for_calibration']}."
+    )
+    rows = []
+    for f in files:
+        e, r = f["end_to_end_seconds"], f["ratio"]
+        cells = []
+        for c in clients:
+            ratio = f"**{r[c]:.3f}**" if c == "hint" else f"{r[c]:.3f}"
+            cells.append(f"{e[c]:.2f} ({ratio})")
+        rows.append([f["file"], f["repeats"], f"{f['bare_seconds']:.2f}",
+                     f"{f['worker_processing_seconds']:.2f}", *cells])
+    out += ["", table(["file", "repeats", "bare (s)", "worker pickup→result (s)"]
+                      + [f"{c} (ratio)" for c in clients], rows)]
+    target = o["overhead_ratio"] <= 1.05
+    extra = ""
+    if "overhead_ratio_long_poll" in o:
+        extra = f"; long polling {o['overhead_ratio_long_poll']:.3f}"
+    out += ["", f"**`overhead_ratio` (60 s file, `hint` client): {o['overhead_ratio']:.3f}** — "
+            f"target ≤ 1.05 {'met' if target else 'missed'}; with a zero-delay poller "
+            f"{o['overhead_ratio_ideal']:.3f}{extra}."]
+    out += ["", "Where the time goes (median seconds per stage; the stages sum to the ideal "
+            "end-to-end time, then each client adds its polling delay):", ""]
+    names = {
+        "api_submit": "API submit (client → 202)",
+        "queueing": "queueing (202 → worker's `downloading` event)",
+        "download_probe": "download + probe",
+        "decode": "decode to 16 kHz samples (timed apart, same function)",
+        "model": "model (rest of the engine call)",
+        "result_publish": "result publish (emitted → read from the topic)",
+        "projection": "projection (read → terminal in Redis)",
+    } | {f"polling_delay_{c}": f"polling delay, `{c}`" for c in clients if c != "ideal"}
+    rows = [[label] + [f"{f['stages_seconds'][key]:.3f}" for f in files]
+            for key, label in names.items() if key in files[0]["stages_seconds"]]
+    rows.append(["bare faster-whisper, for comparison"] + [f"{f['bare_seconds']:.3f}"
+                                                           for f in files])
+    out.append(table(["stage"] + [f["file"] for f in files], rows))
+    f0 = files[0]
+    gap = f0["end_to_end_seconds"]["ideal"] - f0["bare_seconds"]
+    st = f0["stages_seconds"]
+    load = o.get("load_average_1min")
+    pipeline_ms = sum(st[k] for k in ("download_probe", "api_submit", "queueing",
+                                       "result_publish", "projection")) * 1000
+    if gap >= 0:
+        lead = (f"On the {f0['file']} file the ideal end-to-end time is {gap * 1000:.0f} ms "
+                "above the bare run")
+    else:
+        lead = (f"On the {f0['file']} file the ideal end-to-end time came out "
+                f"{-gap * 1000:.0f} ms *below* the bare run: other work on the machine "
+                + (f"(load average {load[0]:.1f}) " if load else "")
+                + "slowed the bare runs in the benchmark process more than the worker; on a "
+                "quiet machine it has been 3–4 % above (ratio 1.03). The pipeline's stages are")
+    out += ["", (
+        f"{lead}: download and probe {st['download_probe'] * 1000:.0f} ms, API submit "
+        f"{st['api_submit'] * 1000:.0f} ms, Kafka queueing {st['queueing'] * 1000:.0f} ms, result "
+        f"publish {st['result_publish'] * 1000:.0f} ms, projection {st['projection'] * 1000:.0f} "
+        f"ms ({pipeline_ms:.0f} ms in all); the rest is the model running a little slower in "
+        "the worker than in the bare process (the worker's event loop, progress events and "
+        "keep-alive polls share the cores). Everything after that is the client waiting as "
+        "told. The worker's transcript matches the bare one (WER "
+        f"{f0['wer_worker_vs_bare']:.1%}; bare against the spoken text "
+        f"{f0['wer_bare_vs_reference']:.1%})."
+    )]
+    out += ["", "### The poll hint, and what would bring a polling client to ≤ 1.05", ""]
+    policy = o.get("hint_policy") or (
+        "remaining ≈ duration × (1 − progress) × STT_POLL_RTF, clamped to [1, 30] s; 2 s "
+        "before the audio is probed."
+    )
+    out.append(
+        f"The service's hint as measured (`stt_api.polling`): *{policy}*\n\n"
+        "Progress is coarse: faster-whisper yields segments one 30 s window at a time and the "
+        "worker publishes progress every 2 s (`PROGRESS_EVERY`), so any estimate made from the "
+        "reported share lags by seconds, and the last wait overshoots by up to the hint's "
+        "floor. Replaying each job's real record states (each event visible at its "
+        "`emitted_at` plus the measured publish and projection delay) against other hint "
+        "policies — the replay of the shipped policy should match the measured `hint` "
+        "client — A subtracts the record's age from the estimate; B estimates from the moment "
+        "transcription began (`duration × rtf − time since then`), then polls at its floor:"
+    )
+    rows = []
+    for f in files:
+        for name, r in f.get("replayed_policies", {}).items():
+            rows.append([f["file"], name, f"{r['ratio']:.3f}", f"{r['polling_delay_s']:.2f}",
+                         f"{r['polls']:.0f}"])
+    out += ["", table(["file", "policy", "ratio", "polling delay (s)", "polls"], rows)]
+    out += ["", (
+        "What it takes (service code; the benchmark changes none):\n\n"
+        "- **A calibrated real-time factor**: learned from completed jobs "
+        "(`processing_time / duration`) rather than a fixed `STT_POLL_RTF`.\n"
+        "- **Estimate from when transcription began** (policy B): keep that moment in the record "
+        "(the worker's `transcribing` event has it as `emitted_at`; the projector would store it, "
+        "e.g. `transcribing_since`) and answer `duration × rtf − (now − transcribing_since)`. "
+        "Subtracting only the record's age (A) helps less, because progress is coarse.\n"
+        "- **A sub-second floor once the estimate has run out**: 0.1–0.2 s in "
+        "`poll_after_seconds` (`Retry-After` stays whole seconds, as HTTP wants). Even then a "
+        "poller pays about half its floor on average.\n"
+        "- **Long polling** (`GET …?wait=`): the API holds the request until the record changes; "
+        "it reaches the `ideal` column within the API's own Redis read interval, the only way "
+        "to ≤ 1.05 on a job whose bare run takes a few seconds without polling ten times a "
+        "second. A Redis channel published by the projector would remove even that interval."
+    )]
+    return "\n".join(out)
+
+
+def api_section(a: dict[str, Any]) -> str:
+    out = ["## 2. API under load", ""]
+    out.append(
+        f"A closed-loop generator (`bench/loadgen.py`: asyncio protocols on uvloop, HTTP/1.1 "
+        f"keep-alive, {a['connections']} connections, one request in flight each) against the "
+        f"real Redis and Kafka on loopback, {a['phase_seconds']:.0f} s per phase after a 1 s "
+        f"warm-up, {a['rounds']} round(s) with the configurations interleaved (medians quoted). "
+        "No transcriber runs, so submitted jobs stay PROCESSING; the COMPLETED jobs polled are "
+        f"{a['completed_jobs']} result events with 60 s of transcript each (a poll answers about "
+        "3 kB), projected by the real projector beforehand. \"Pinned\": the API on CPU 1, the "
+        "generator on CPU 0 (Redis and Kafka float): one Python process can only use one core "
+        "anyway. The generator uses well under a tenth of a core (column `gen`), so it does "
+        "not bound the figures. The "
+        "rate limiter is on (`STT_RATE_LIMIT_PER_MINUTE` far above the load) except where "
+        "stated; `fix:` rows run the API with a proposed fix applied from outside "
+        "(`bench/api_variants.py`)."
+    )
+    rows = []
+    for name, c in a["configs"].items():
+        row: list[Any] = [name]
+        for phase in PHASE_NAMES:
+            p = c[phase]
+            row += [f"{p['ok_rps']:.0f}",
+                    f"{p['latency_ms']['p50']:.1f} / {p['latency_ms']['p95']:.1f} / "
+                    f"{p['latency_ms']['p99']:.1f}"]
+        row.append(" / ".join(
+            f"{c[p]['cores_busy'].get('api', 0):.2f}"
+            + (f" ({c[p]['cores_busy']['cpu1']:.2f})" if c.get("pinned") and "cpu1" in
+               c[p]["cores_busy"] else "")
+            for p in PHASE_NAMES
+        ))
+        row.append(f"{max(c[p]['generator_cpu'] for p in PHASE_NAMES):.2f}")
+        rows.append(row)
+    header = ["configuration"]
+    for phase in PHASE_NAMES.values():
+        header += [f"{phase} req/s", "p50 / p95 / p99 ms"]
+    header += ["API cores busy (CPU 1 busy)", "gen"]
+    out += ["", table(header, rows)]
+    base = a["configs"].get("1 process, pinned")
+    if base:
+        verdicts = []
+        for phase, want in TARGETS.items():
+            p = base[phase]
+            ok = p["ok_rps"] >= want and p["latency_ms"]["p99"] < P99_TARGET_MS
+            verdicts.append(f"{PHASE_NAMES[phase]} {p['ok_rps']:.0f}/s (target {want}), p99 "
+                            f"{p['latency_ms']['p99']:.0f} ms: {'met' if ok else 'missed'}")
+        out += ["", "Against the targets, one API process as shipped: " + "; ".join(verdicts)
+                + "."]
+    prof = a.get("profile", {})
+    if prof:
+        out += ["", "### Where one API process spends its time", ""]
+        out.append(
+            "cProfile of one pinned API process under the same load (the profiler slows it "
+            "2–3×; shares matter, not absolute microseconds). C functions are charged to the "
+            "Python code that called them. Components (self time):"
+        )
+        for mode, p in prof.items():
+            rows = [[c["component"], f"{c['cpu_us_per_request']:.0f}", f"{c['share']:.0%}"]
+                    for c in p["components"]]
+            out += ["", f"**{PHASE_NAMES.get(mode, mode)}** ({p['requests']} requests, "
+                    f"{p['rps_under_profiler']:.0f}/s under the profiler):", "",
+                    table(["component", "µs/request", "share"], rows)]
+            rows = [[f["function"], f"{f['cpu_us_per_request']:.0f}", f"{f['share']:.0%}"]
+                    for f in p["key_functions"] if f["share"] >= 0.01]
+            out += ["", "Inclusive time of named functions:", "",
+                    table(["function (inclusive)", "µs/request", "share"], rows)]
+    out += ["", "### Bottlenecks and fixes", "", api_findings(a)]
+    proj = a.get("projector")
+    if proj:
+        out += ["", (
+            f"**Projector**: {a['completed_jobs']} result events were projected at "
+            f"{proj['projector_events_per_s']:.0f} events/s. It handles one event at a time: a "
+            "cancellation GET, the ordering script, and a `send_and_wait` to the status topic "
+            "that waits for acks=all before the next event. At 1,500 submits/s (and three or "
+            "more events per job) it would fall behind at once. Fix: per batch from `getmany`, "
+            "pipeline the Redis calls, `send` the status events without awaiting each, await "
+            "them all, then commit — the ordering rule makes the batch safe to replay."
+        )]
+    return "\n".join(out)
+
+
+def _rps(a: dict[str, Any], name: str, phase: str) -> float | None:
+    c = a["configs"].get(name)
+    return None if c is None else float(c[phase]["ok_rps"])
+
+
+def _gain(a: dict[str, Any], name: str, phase: str, base: str = "1 process, pinned") -> str:
+    x, b = _rps(a, name, phase), _rps(a, base, phase)
+    if x is None or b is None or b == 0:
+        return "–"
+    return f"{(x / b - 1) * 100:+.0f} %"
+
+
+def api_findings(a: dict[str, Any]) -> str:
+    nolimit = "1 process, pinned, no rate limit"
+    deps = "1 process, pinned, fix: async deps"
+    both = "1 process, pinned, fix: async deps, no rate limit"
+    rows = []
+    for name, label in ((nolimit, "rate limiter off"), (deps, "async dependencies"),
+                        (both, "both")):
+        if name in a["configs"]:
+            rows.append([label] + [_gain(a, name, p) for p in PHASE_NAMES])
+    base = a["configs"].get("1 process, pinned", {})
+    busy = [base[p]["cores_busy"].get("api", 0) for p in PHASE_NAMES if p in base]
+    lines = [
+        f"The shipped API process keeps {min(busy, default=0):.2f}–{max(busy, default=0):.2f} "
+        "of its core busy in every phase while Redis and Kafka stay low: it is CPU-bound in "
+        "Python, not waiting on them. (A pinned row whose API is well below 1.0 while CPU 1 "
+        "is near 1.0 lost its core to other processes: the noise of this machine.) Measured "
+        "change against the shipped process (same rounds, medians):",
+        "",
+        table(["change"] + [f"{p} req/s" for p in PHASE_NAMES.values()], rows),
+        "",
+        "Concrete changes, in order of gain for the effort:",
+        "",
+        "1. **Rate limiter: one Redis MULTI (INCR + EXPIRE) per request** "
+        "(`stt_api/rate_limit.py`), which the profile shows as the largest single item of a "
+        "poll after FastAPI itself. Count locally and flush per key to Redis every ~100 ms "
+        "(`INCRBY n`, the window as now), or fold the INCR into the same pipeline as the job "
+        "read of a poll. Expected: most of the \"rate limiter off\" gain above.",
+        "2. **`_store` and `_publisher` are plain `def` dependencies** "
+        "(`stt_api/routes/transcribe.py`): FastAPI runs each in the thread pool, two thread "
+        "hand-offs per request for an attribute read. Make them `async def` (or read "
+        "`request.app.state` in the route). Measured above as \"async dependencies\".",
+        "3. **FastAPI dependency resolution** is the largest component (API key header, rate "
+        "limit, store, publisher, path and query parameters solved per request). Moving API-key "
+        "and rate-limit checks into one pure ASGI middleware (like `BodyLimit`) for "
+        "`/api/v1/transcribe` removes two dependency levels per request.",
+        "4. **Submit does three Redis round trips and one Kafka round trip** (rate limit, "
+        "create script, publish with acks=all, `confirm` EXPIREAT) and logs one JSON line. "
+        "Folding `confirm` into a second script call is not possible before the publish, but "
+        "the rate-limit INCR can go into the create script's round trip (one EVALSHA doing "
+        "both).",
+        "5. **More processes**: `stt api --workers N` shares one port; on this 2-core machine 2 "
+        "processes compete with Redis, Kafka and the generator, so the gain is well below 2×; "
+        "on a machine with free cores it scales with cores (each process keeps its own Redis "
+        "pool and Kafka producer).",
+        "",
+        "6. **hiredis**: redis-py parses replies in Python here (`redis[hiredis]` is not "
+        "installed); the redis client is about a quarter of a poll's CPU in the profile. "
+        "Adding `redis[hiredis]` to the dependencies moves the parsing to C (not measured "
+        "here: it would change the shared environment).",
+        "",
+        "uvloop and httptools are already in use (uvicorn[standard] picks them), and response "
+        "serialisation (pydantic-core) is a small share, so orjson would not help.",
+    ]
+    if both in a["configs"]:
+        c = a["configs"][both]
+        lines += ["", (
+            f"**What bounds it.** With fixes 1–2 one process reaches "
+            f"{c['submit']['ok_rps']:.0f} submits/s and {c['poll_processing']['ok_rps']:.0f} / "
+            f"{c['poll_completed']['ok_rps']:.0f} polls/s (PROCESSING / COMPLETED) at p99 "
+            + " / ".join(f"{c[p]['latency_ms']['p99']:.0f}" for p in PHASE_NAMES)
+            + " ms, its core still saturated. "
+            "What remains is per-request Python: FastAPI's routing and dependency solving, "
+            "starlette's middleware plumbing, uvicorn's protocol, redis-py's command packing and "
+            "reply parsing — a few hundred microseconds of one core per request. 4,000 polls/s "
+            "in one process needs fixes 3 and 6 as well; beyond that it takes more processes on "
+            "more cores (each scales nearly linearly while cores are free; here the 2 cores are "
+            "shared with Redis, Kafka and the generator, which is why 2 and 4 processes gain "
+            "little). p99 is set by stalls, not by the median: the loop is single-threaded, so "
+            "any pause (a garbage collection, a burst of Kafka acks, another process taking the "
+            "core) delays every request in flight."
+        )]
+    return "\n".join(lines)
+
+
+def scale_section(s: dict[str, Any]) -> str:
+    out = ["## 3. Scale-out", ""]
+    out.append(
+        f"Jobs on {s['clip_seconds']:.0f} s clips submitted through the API all at once, "
+        f"{s['jobs']['whisper']} with the real model and {s['jobs']['fake']} with the no-op "
+        "engine (`STT_ENGINE=fake`: the worker still downloads and probes the file and "
+        "publishes every event), to 1, 2 and 4 transcriber processes in one consumer group on "
+        f"fresh topics of {s['partitions']} partitions; the same model settings for every "
+        "worker. Jobs/min = jobs / (first submit → last result event)."
+    )
+    rows = []
+    for engine in ("whisper", "fake"):
+        for r in s["runs"][engine]:
+            rows.append([
+                "model" if engine == "whisper" else "no-op", r["workers"], r["workers_used"],
+                f"{r['jobs_per_minute']:.0f}", f"{r['jobs_per_minute_steady']:.0f}",
+                f"{r['cores_busy'].get('transcribers', 0):.2f}",
+                f"{r['cores_busy'].get('kafka', 0):.2f}",
+                f"{r['cores_busy'].get('projector', 0):.2f}",
+                f"{r['transcriber_cpu_ms_per_job']:.0f}", r["failed"],
+            ])
+    out += ["", table(["engine", "transcribers", "used", "jobs/min", "jobs/min (steady)",
+                       "transcriber cores", "Kafka cores", "projector cores",
+                       "transcriber CPU ms/job", "failed"], rows)]
+    single = s.get("single_job_fake")
+    if single:
+        rows = [[k.replace("_", " "), f"{v:.1f}"] for k, v in single["stages_ms"].items()]
+        out += ["", (
+            f"**Per-job overhead of the Kafka/Redis path** (no-op engine, one job at a time on an "
+            f"idle system, median of {single['jobs']}): {single['end_to_end_ms']:.0f} ms from "
+            f"the client's submit to the terminal record in Redis, of which the worker's "
+            f"pickup-to-result is {single['worker_processing_ms']:.0f} ms."
+        ), "", table(["stage", "ms"], rows)]
+        out += ["", (
+            "Download + probe dominates: each job builds a new httpx client and "
+            "`PinnedTransport`, which calls `httpx.create_ssl_context()` (loads the CA bundle, "
+            "13–28 ms of CPU measured in-process) even for plain-http URLs. Fix in "
+            "`stt_transcriber/pinned_transport.py`: build the SSL context once per process and "
+            "pass it in."
+        )]
+    fake = s["runs"]["fake"]
+    whisper = s["runs"]["whisper"]
+    redis_b = [r["redis_bytes_per_job"] for r in whisper]
+    kafka_b = [r["kafka_bytes_per_job"] for r in whisper + fake]
+    out += ["", "**Ceilings.** " + (
+        f"With the model, one transcriber (2 CPU threads) already keeps "
+        f"{whisper[0]['cores_busy'].get('transcribers', 0):.1f} of {s['cpu_count']} cores "
+        "busy; a second one fills the gaps between jobs (download, decode, publishing) and the "
+        "single-threaded parts, a fourth adds nothing: the cores are the ceiling, not Kafka. "
+        f"With the no-op engine one transcriber does {fake[0]['jobs_per_minute']:.0f} jobs/min, "
+        "bounded by its own serial path (download, probe, three acks=all publishes, commit); "
+        "more transcribers scale until the cores are full. The hard ceiling of one consumer "
+        f"group is the partition count ({s['partitions']}, `KAFKA_TOPIC_PARTITIONS`): "
+        "transcribers beyond it sit idle, and it cannot be lowered later without a new topic."
+    )]
+    out += ["", "**What grows with the number of jobs.** " + (
+        f"Redis: one hash per job, about {min(redis_b) / 1024:.1f}–{max(redis_b) / 1024:.1f} kB "
+        "with an 8 s transcript (it grows with the transcript and its segments), held for "
+        "`REDIS_JOB_TTL` (1 h) after the job's last change, so memory ≈ jobs per hour × "
+        f"size. Kafka: about {min(kafka_b) / 1024:.1f}–{max(kafka_b) / 1024:.1f} kB of log per "
+        "job across the submit, results and status topics (submit kept 7 days for replay, "
+        "results by the broker's retention). The status topic is compacted with no delete "
+        "policy: it keeps one record per job ever submitted (only deleted jobs get a "
+        "tombstone), so it grows without bound with the total number of jobs — a tombstone "
+        "once a job expires from Redis, or `cleanup.policy=compact,delete` with a retention, "
+        "would bound it. Nothing grows in the workers or "
+        "the API per job."
+    )]
+    return "\n".join(out)
+
+
+def long_section(lg: dict[str, Any]) -> str:
+    out = ["## 4. Long audio", ""]
+    files = lg["files"]
+    out.append(
+        "Sequential is the worker as it is, through the whole stack, one fresh transcriber "
+        "process per file (peak RSS reset after the model loaded, `VmHWM` read at the end). "
+        "The worker has no batched mode yet, so batched runs the worker's engine path (its "
+        "bounded `decode`, then faster-whisper's `BatchedInferencePipeline`, batch size "
+        f"{lg['batch_size']}, Silero VAD cutting ≤ 30 s chunks, which that pipeline requires "
+        "for audio over 30 s) in a process of its own with the same model settings, measured "
+        "the same way (`bench/long_engine.py`). Sequential times include the download."
+    )
+    rows = []
+    for f in files.values():
+        for mode in ("sequential", "batched"):
+            r = f[mode]
+            rows.append([
+                f"{f['audio_seconds'] / 60:.0f} min", mode, f"{r['seconds']:.1f}",
+                f"{r['rtf']:.4f}", f"{r['rss_baseline_mib']:.0f}", f"{r['rss_peak_mib']:.0f}",
+                f"{r['rss_growth_mib']:.0f}", f"{r['samples_mib']:.0f}",
+            ])
+    out += ["", table(["file", "mode", "seconds", "RTF", "RSS idle (MiB)", "RSS peak (MiB)",
+                       "growth (MiB)", "decoded samples (MiB)"], rows)]
+    rows = [[f"{f['audio_seconds'] / 60:.0f} min", f"{f['wer_batched_vs_sequential']:.2%}",
+             f"{f['wer_sequential_vs_reference']:.2%}", f"{f['wer_batched_vs_reference']:.2%}",
+             f"{f['speedup_batched']:.2f}×"] for f in files.values()]
+    out += ["", table(["file", "WER batched vs sequential", "WER sequential vs spoken text",
+                       "WER batched vs spoken text", "batched speed-up"], rows)]
+    g = lg["rss_growth"]
+    rows = [[mode, f"{x['rss_growth_delta_mib']:.0f}", f"{x['samples_delta_mib']:.0f}",
+             f"{x['excess_mib']:.0f}", f"{x['excess_per_audio_hour_mib']:.0f}"]
+            for mode, x in g.items()]
+    out += ["", "Does peak RSS grow beyond the decoded samples? Growth from the shorter to the "
+            "longer file:", "", table(["mode", "RSS growth Δ (MiB)", "samples Δ (MiB)",
+                                       "excess (MiB)", "excess per audio hour (MiB)"], rows)]
+    seq_ok = g["sequential"]["excess_mib"] <= max(16.0, 0.1 * g["sequential"]["samples_delta_mib"])
+    out += ["", (
+        f"**Sequential: the requirement is {'met' if seq_ok else 'not met'}.** " + (
+            "" if seq_ok else
+            "The worker's own decode is bounded (int16 pieces, one float32 copy), but "
+            "`WhisperModel.transcribe` computes the log-mel features of the whole file at once "
+            "(`feature_extractor(audio)` in faster_whisper/transcribe.py): a padded copy of the "
+            "samples, the framed signal and a complex64 STFT of every frame (201 bins × 100 "
+            "frames/s × 8 B ≈ 160 kB/s, against 64 kB/s of samples) are alive together, so the "
+            "peak grows several times faster than the samples. Fix in `WhisperEngine`: feed the "
+            "model windows of a few minutes (cut at silence, each window's text as the next "
+            "one's `initial_prompt`, timestamps offset), or use the batched pipeline, whose "
+            "features are computed per ≤ 30 s chunk."
+        )
+    )]
+    short_b, long_b = files["short"]["batched"], files["long"]["batched"]
+    out += ["", (
+        f"**Batched** is {files['long']['speedup_batched']:.1f}× as fast on "
+        f"{files['long']['audio_seconds'] / 60:.0f} min at a WER of "
+        f"{files['long']['wer_batched_vs_sequential']:.1%} against the sequential text, but its "
+        f"peak RSS grows by {short_b['rss_growth_mib']:.0f} MiB on the shorter file and "
+        f"{long_b['rss_growth_mib']:.0f} MiB on the longer one "
+        f"({lg['rss_growth']['batched']['excess_per_audio_hour_mib']:.0f} MiB per audio hour "
+        "beyond the samples). Two things: the Silero VAD it requires runs over up to 10,000 "
+        "windows of 32 ms (320 s of audio) per ONNX call (`encoder_batch_size` in "
+        "faster_whisper/vad.py), a large working set that grows with the file up to about 5 "
+        "min and is bounded beyond; and the pipeline cuts the audio into chunk copies and "
+        "computes every chunk's features before the first batch runs, which grows with the "
+        "length (about 1.7× the samples). The batch of 8 encoder inputs adds a "
+        "constant. Running the VAD over pieces of a minute or so (speech timestamps "
+        "concatenated) and computing each batch's features only when it runs would bound both. "
+        "Offer batching as a setting "
+        "(`STT_BATCH_SIZE`, 0 = sequential): `WhisperEngine` wraps the model in "
+        "`BatchedInferencePipeline` once and calls it with `batch_size` (VAD on, as the "
+        "pipeline requires for audio over 30 s), keeping the bounded decode in front."
+    )]
+    return "\n".join(out)
+
+
+def render(data: dict[str, Any], images: str, docs: bool) -> str:
+    """The report; `images` is where the PNGs are from the file written. In latest.md the
+    snippet at the top keeps paths from the repository root, ready to paste into README.md."""
+    s = data.get("scenarios", {})
+    head = (
+        snippet(data, images, None)
+        if docs
+        else "<!-- README snippet: paths are from the repository root -->\n"
+        + snippet(data, "bench/results/", "docs/performance.md")
+    )
+    parts = [
+        head,
+        "",
+        "---",
+        "",
+        "# Benchmark report",
+        "",
+        "Generated by `make bench` (`python -m bench [overhead|api|scale|long] [--quick]`); the "
+        "figures are in `bench/results/latest.json`.",
+        "",
+        machine(data),
+    ]
+    if "overhead" in s:
+        parts += ["", overhead_section(s["overhead"])]
+    if "api" in s:
+        parts += ["", api_section(s["api"]),
+                  "", f"![API latency percentiles]({images}latency.png)"]
+    if "scale" in s:
+        parts += ["", scale_section(s["scale"]),
+                  "", f"![Jobs per minute against transcribers]({images}scale.png)"]
+    if "long" in s:
+        parts += ["", long_section(s["long"])]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+# ---- plots ----------------------------------------------------------------------------------
+
+
+def short(config: str) -> str:
+    for long_, short_ in (("processes", "procs"), ("process", "proc"), ("no rate limit", "no RL"),
+                          ("fix: ", "")):
+        config = config.replace(long_, short_)
+    return config
+
+
+def plot_latency(api: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    configs = list(api["configs"])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), sharey=True)
+    width = 0.26
+    for ax, (phase, title) in zip(axes, PHASE_NAMES.items(), strict=True):
+        for i, p in enumerate(("p50", "p95", "p99")):
+            values = [api["configs"][c][phase]["latency_ms"][p] for c in configs]
+            ax.bar([x + (i - 1) * width for x in range(len(configs))], values, width, label=p)
+        ax.axhline(P99_TARGET_MS, color="red", linestyle="--", linewidth=1, label="p99 target")
+        rps = [api["configs"][c][phase]["ok_rps"] for c in configs]
+        ax.set_xticks(range(len(configs)))
+        labels = [f"{short(c)}\n{r:.0f}/s" for c, r in zip(configs, rps, strict=True)]
+        ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=7)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("latency (ms)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"API latency percentiles under load ({api['connections']} connections, "
+                 "requests/s under each bar)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_scale(scale: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, engine, title in ((axes[0], "whisper", "real model"),
+                              (axes[1], "fake", "no-op engine (pipeline only)")):
+        runs = scale["runs"][engine]
+        workers = [r["workers"] for r in runs]
+        ax.plot(workers, [r["jobs_per_minute"] for r in runs], "o-", label="jobs/min")
+        ax.plot(workers, [r["jobs_per_minute_steady"] for r in runs], "s--", alpha=0.7,
+                label="jobs/min (steady)")
+        linear = [runs[0]["jobs_per_minute"] * w for w in workers]
+        ax.plot(workers, linear, ":", color="grey", label="linear from 1")
+        ax.set_xticks(workers)
+        ax.set_xlabel("transcriber processes")
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{title}, {scale['clip_seconds']:.0f} s clips", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("jobs completed per minute")
+    fig.suptitle(f"Throughput against worker count ({scale['cpu_count']} CPU cores, "
+                 f"{scale['partitions']} partitions)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def write(data: dict[str, Any], results: Path = RESULTS, docs: Path = DOCS) -> list[Path]:
+    results.mkdir(parents=True, exist_ok=True)
+    written = []
+    json_path = results / "latest.json"
+    json_path.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+    written.append(json_path)
+    md = results / "latest.md"
+    md.write_text(render(data, images="", docs=False))
+    written.append(md)
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text(render(data, images="../bench/results/", docs=True))
+    written.append(docs)
+    scenarios = data.get("scenarios", {})
+    try:
+        if "api" in scenarios:
+            plot_latency(scenarios["api"], results / "latency.png")
+            written.append(results / "latency.png")
+        if "scale" in scenarios:
+            plot_scale(scenarios["scale"], results / "scale.png")
+            written.append(results / "scale.png")
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[bench]'): no plots")
+    return written
