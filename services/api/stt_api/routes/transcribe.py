@@ -45,12 +45,13 @@ router = APIRouter(
 )
 
 
-def _store(request: Request) -> JobStore:
+# async: a plain `def` dependency costs a thread-pool hop per request (measured in bench/).
+async def _store(request: Request) -> JobStore:
     store: JobStore = request.app.state.job_store
     return store
 
 
-def _publisher(request: Request) -> SubmitPublisher:
+async def _publisher(request: Request) -> SubmitPublisher:
     publisher: SubmitPublisher = request.app.state.publisher
     return publisher
 

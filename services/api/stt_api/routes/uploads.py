@@ -49,7 +49,7 @@ def safe_name(filename: str | None) -> str:
     return cleaned.strip("._-") or "upload"
 
 
-def _store(request: Request) -> MediaStore:
+async def _store(request: Request) -> MediaStore:
     store: MediaStore = request.app.state.media_store
     return store
 
