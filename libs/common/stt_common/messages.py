@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -31,14 +31,20 @@ RequestId = Annotated[
 ]
 
 
-def _check_media_url(value: str) -> str:
+def _split_url(value: str, field: str, schemes: tuple[str, ...]) -> SplitResult:
+    """The shape rules both URL fields share: bounded, printable, a known scheme, a host."""
     if len(value) > MAX_URL_LENGTH:
-        raise ValueError(f"media_url is longer than {MAX_URL_LENGTH} characters")
+        raise ValueError(f"{field} is longer than {MAX_URL_LENGTH} characters")
     if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in value):
-        raise ValueError("media_url contains whitespace or control characters")
+        raise ValueError(f"{field} contains whitespace or control characters")
     parts = urlsplit(value)
-    if parts.scheme.lower() not in MEDIA_SCHEMES:
-        raise ValueError(f"media_url scheme must be one of {', '.join(MEDIA_SCHEMES)}")
+    if parts.scheme.lower() not in schemes:
+        raise ValueError(f"{field} scheme must be one of {', '.join(schemes)}")
+    return parts
+
+
+def _check_media_url(value: str) -> str:
+    parts = _split_url(value, "media_url", MEDIA_SCHEMES)
     if not parts.hostname:
         raise ValueError("media_url has no host (or bucket)")
     if parts.scheme.lower() in ("http", "https") and (parts.username or parts.password):
@@ -49,15 +55,9 @@ def _check_media_url(value: str) -> str:
 
 
 def _check_callback_url(value: str) -> str:
-    # The same shape rules as media_url; the address itself is checked (SSRF) when delivering,
-    # because DNS can answer differently by then.
-    if len(value) > MAX_URL_LENGTH:
-        raise ValueError(f"callback_url is longer than {MAX_URL_LENGTH} characters")
-    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in value):
-        raise ValueError("callback_url contains whitespace or control characters")
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in CALLBACK_SCHEMES:
-        raise ValueError("callback_url scheme must be http or https")
+    # The address itself is checked (SSRF) when delivering, because DNS can answer differently
+    # by then.
+    parts = _split_url(value, "callback_url", CALLBACK_SCHEMES)
     if not parts.hostname:
         raise ValueError("callback_url has no host")
     if parts.username or parts.password:
