@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
-from stt_common import job_store, logs, metrics
+from stt_common import job_store, lifecycle, logs, metrics
 from stt_common.settings import Settings
 from stt_projector.rebuild import rebuild
 from stt_projector.runner import run_projector
@@ -22,10 +21,7 @@ async def _main(rebuild_only: bool) -> int:
             print(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing to rebuild")
             return 0
         metrics.serve(settings.metrics.port, settings.metrics.host)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = lifecycle.stop_on_signals()
         await run_projector(settings.kafka, store, stop)
         return 0
     finally:

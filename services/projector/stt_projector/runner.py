@@ -14,7 +14,7 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from stt_common import bus, cancellation, dead_letters, metrics, tracing
+from stt_common import bus, cancellation, dead_letters, lifecycle, metrics, tracing
 from stt_common.job_store import JobStore, Outcome
 from stt_common.settings import KafkaSettings
 from stt_projector.projection import PoisonEvent, record_from
@@ -99,11 +99,6 @@ async def run_projector(settings: KafkaSettings, store: JobStore, stop: asyncio.
         settings, settings.topic_submit, settings.topic_results, group=settings.projector_group
     )
     producer = bus.producer(settings)
-    await producer.start()
-    await consumer.start()
-    log.info("projector ready")
-    try:
+    async with lifecycle.kafka_clients(consumer, producer):
+        log.info("projector ready")
         await Projector(settings, store, consumer, producer, stop).run()
-    finally:
-        await consumer.stop()
-        await producer.stop()

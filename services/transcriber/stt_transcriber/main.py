@@ -6,11 +6,10 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import socket
 import time
 
-from stt_common import bus, cancellation, job_store, logs, metrics
+from stt_common import bus, cancellation, job_store, lifecycle, logs, metrics
 from stt_common.messages import SubmitEvent
 from stt_common.model_files import resolve_model
 from stt_common.settings import Settings
@@ -48,10 +47,7 @@ async def _main() -> int:
         max_poll_records=1,
     )
     producer = bus.producer(settings.kafka)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = lifecycle.stop_on_signals()
 
     async def cancelled(job: SubmitEvent) -> bool:
         return await cancellation.covers(redis, job.request_id, job.submitted_at)
@@ -62,15 +58,12 @@ async def _main() -> int:
     worker = Worker(
         settings.kafka, runner, store, consumer, producer, stop, settings.worker.shutdown_grace
     )
-    await producer.start()
     worker.subscribe()
-    await consumer.start()
-    log.info("transcriber %s ready", worker_id)
     try:
-        await worker.run()
+        async with lifecycle.kafka_clients(consumer, producer):
+            log.info("transcriber %s ready", worker_id)
+            await worker.run()
     finally:
-        await consumer.stop()  # leaves the group at once, so partitions move without delay
-        await producer.stop()
         await redis.aclose()
     return 0
 

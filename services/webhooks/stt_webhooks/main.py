@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 
-from stt_common import bus, job_store, logs, metrics
+from stt_common import bus, job_store, lifecycle, logs, metrics
 from stt_common.settings import Settings, SettingsError, WebhookSettings
 from stt_webhooks.runner import Webhooks
 
@@ -33,10 +32,7 @@ async def _main() -> int:
     redis = job_store.connect(settings.redis)
     consumer = bus.consumer(settings.kafka, group=settings.kafka.webhooks_group)
     producer = bus.producer(settings.kafka)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = lifecycle.stop_on_signals()
     runner = Webhooks(
         settings.kafka,
         settings.webhooks,
@@ -46,15 +42,12 @@ async def _main() -> int:
         settings.redis.job_ttl,
         stop,
     )
-    await producer.start()
     runner.subscribe()
-    await consumer.start()
-    log.info("webhooks ready")
     try:
-        await runner.run()
+        async with lifecycle.kafka_clients(consumer, producer):
+            log.info("webhooks ready")
+            await runner.run()
     finally:
-        await consumer.stop()  # leaves the group at once, so partitions move without delay
-        await producer.stop()
         await redis.aclose()
     return 0
 
