@@ -1,4 +1,4 @@
-"""Small Kafka helpers for tests: partition-aware ids and consumer-group membership."""
+"""Small Kafka helpers for tests: partition-aware ids, group membership, reading topics."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import asyncio
 import time
 import uuid
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import ConsumerRecord
 
 
 def ids_per_partition(prefix: str, partitions: int, per_partition: int) -> list[str]:
@@ -43,3 +45,37 @@ async def wait_for_members(bootstrap: str, group: str, count: int, timeout: floa
             return
         await asyncio.sleep(0.5)
     raise TimeoutError(f"group {group} never reached {count} stable members")
+
+
+async def keyed_records(
+    bootstrap: str, topic: str, keys: set[str], wait: float = 3.0, until: int | None = None
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """The records of `topic` whose key is in `keys`, read from the beginning without a group.
+
+    With `until=None` the topic is read until it goes quiet (the first fetch may take `wait`
+    seconds); with `until=N` reading stops once N records matched, or after `wait` seconds.
+    """
+    wanted = {key.encode() for key in keys}
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    found: list[ConsumerRecord[bytes, bytes]] = []
+    deadline = time.monotonic() + wait
+    try:
+        batches = await consumer.getmany(timeout_ms=int(wait * 1000) if until is None else 500)
+        while True:
+            for records in batches.values():
+                found += [r for r in records if r.key in wanted]
+            if until is None and not batches:
+                break
+            if until is not None and (len(found) >= until or time.monotonic() >= deadline):
+                break
+            batches = await consumer.getmany(timeout_ms=500)
+    finally:
+        await consumer.stop()
+    return found

@@ -6,9 +6,8 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 
-from tests import processes
+from tests import kafka_tools, processes
 
 
 @pytest.fixture(scope="module")
@@ -35,21 +34,7 @@ async def client(api: processes.Api) -> AsyncIterator[httpx.AsyncClient]:
 
 async def submit_events(env: dict[str, str], request_id: str, wait: float = 3.0) -> list[bytes]:
     """Every event on the submit topic keyed by `request_id` (reads the whole topic)."""
-    consumer = AIOKafkaConsumer(
-        env["KAFKA_TOPIC_SUBMIT"],
-        bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
+    records = await kafka_tools.keyed_records(
+        env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_TOPIC_SUBMIT"], {request_id}, wait
     )
-    await consumer.start()
-    found: list[bytes] = []
-    try:
-        batches = await consumer.getmany(timeout_ms=int(wait * 1000))
-        while batches:
-            for records in batches.values():
-                found += [r.value for r in records if r.key == request_id.encode() and r.value]
-            batches = await consumer.getmany(timeout_ms=500)
-    finally:
-        await consumer.stop()
-    return found
+    return [r.value for r in records if r.value]

@@ -12,11 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
 from stt_common import tracing
-from tests import processes, speech
+from tests import kafka_tools, processes, speech
 
 pytestmark = pytest.mark.infra
 HEADERS = {"X-API-Key": processes.API_KEY}
@@ -65,24 +64,7 @@ def media_url(api: processes.Api, tmp_path_factory: pytest.TempPathFactory) -> s
 
 
 async def records_of(env: dict[str, str], topic: str, rid: str) -> list[ConsumerRecord[Any, Any]]:
-    consumer = AIOKafkaConsumer(
-        env[topic],
-        bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    found: list[ConsumerRecord[Any, Any]] = []
-    try:
-        batches = await consumer.getmany(timeout_ms=3000)
-        while batches:
-            for records in batches.values():
-                found += [r for r in records if r.key == rid.encode()]
-            batches = await consumer.getmany(timeout_ms=500)
-    finally:
-        await consumer.stop()
-    return found
+    return await kafka_tools.keyed_records(env["KAFKA_BOOTSTRAP_SERVERS"], env[topic], {rid})
 
 
 def wait_completed(api: processes.Api, rid: str, timeout: float = 60) -> dict[str, Any]:

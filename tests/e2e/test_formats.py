@@ -13,10 +13,9 @@ import httpx
 import pytest
 import srt
 import webvtt
-from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests import processes
+from tests import kafka_tools, processes
 from tests.e2e.conftest import Stack
 from tests.e2e.seed_client import get_stt_result
 
@@ -29,23 +28,10 @@ def new_id() -> str:
 
 
 async def result_events(stack: Stack, request_id: str) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(
-        stack.env["KAFKA_TOPIC_RESULTS"],
-        bootstrap_servers=stack.env["KAFKA_BOOTSTRAP_SERVERS"],
-        auto_offset_reset="earliest",
-        group_id=None,
+    records = await kafka_tools.keyed_records(
+        stack.env["KAFKA_BOOTSTRAP_SERVERS"], stack.env["KAFKA_TOPIC_RESULTS"], {request_id}
     )
-    await consumer.start()
-    found: list[dict[str, Any]] = []
-    try:
-        batches = await consumer.getmany(timeout_ms=3000)
-        while batches:
-            for records in batches.values():
-                found += [json.loads(r.value) for r in records if r.key == request_id.encode()]
-            batches = await consumer.getmany(timeout_ms=500)
-    finally:
-        await consumer.stop()
-    return found
+    return [json.loads(r.value) for r in records]
 
 
 def test_srt_and_vtt_of_a_completed_job(stack: Stack) -> None:

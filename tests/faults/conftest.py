@@ -12,10 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from stt_common.messages import JobRecord, JobStatus, Phase
-from tests import processes, speech
+from tests import kafka_tools, processes, speech
 from tests.media_server import MediaServer
 
 JOB_SECONDS = "3"  # fake engine time per job: long enough to be killed in the middle
@@ -76,26 +75,14 @@ class FaultStack:
 
 async def status_history(env: dict[str, str], rids: set[str]) -> dict[str, list[JobRecord]]:
     """Every state the projector accepted for `rids`, from the status topic, in order."""
-    consumer = AIOKafkaConsumer(
-        env["KAFKA_TOPIC_STATUS"],
-        bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
-        auto_offset_reset="earliest",
-        group_id=None,
-        enable_auto_commit=False,
-    )
-    await consumer.start()
     history: dict[str, list[JobRecord]] = defaultdict(list)
-    try:
-        batches = await consumer.getmany(timeout_ms=3000)
-        while batches:
-            for records in batches.values():
-                for record in records:
-                    if record.key and record.key.decode() in rids and record.value:
-                        job = JobRecord.model_validate_json(record.value)
-                        history[job.request_id].append(job)
-            batches = await consumer.getmany(timeout_ms=1000)
-    finally:
-        await consumer.stop()
+    records = await kafka_tools.keyed_records(
+        env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_TOPIC_STATUS"], rids
+    )
+    for record in records:
+        if record.value:
+            job = JobRecord.model_validate_json(record.value)
+            history[job.request_id].append(job)
     return history
 
 

@@ -7,10 +7,10 @@ import subprocess
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from tests import processes
+from tests import kafka_tools, processes
 from tests.faults.conftest import FaultStack, assert_all_final, assert_one_outcome_each, new_ids
 
 pytestmark = [pytest.mark.infra, pytest.mark.faults]
@@ -109,19 +109,7 @@ async def test_replay_from_the_dead_letter_topic_after_the_cause_is_fixed(
 
 
 async def dead_letters(env: dict[str, str], key: bytes) -> list[dict[str, str]]:
-    consumer = AIOKafkaConsumer(
-        env["KAFKA_TOPIC_DLQ"], bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
-        auto_offset_reset="earliest", group_id=None, enable_auto_commit=False,
-    )  # fmt: skip
-    await consumer.start()
-    found: list[dict[str, str]] = []
-    try:
-        for _ in range(20):
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                found += [{k: v.decode() for k, v in r.headers} for r in records if r.key == key]
-            if len(found) >= 2:
-                break
-    finally:
-        await consumer.stop()
-    return found
+    records = await kafka_tools.keyed_records(
+        env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_TOPIC_DLQ"], {key.decode()}, wait=10, until=2
+    )
+    return [{k: v.decode() for k, v in r.headers} for r in records]

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from stt_common.job_store import JobStore, job_key
 from stt_common.messages import JobRecord, JobStatus, ResultEvent, SubmitEvent
-from tests import processes
+from tests import kafka_tools, processes
 
 pytestmark = pytest.mark.infra
 TTL = 3600
@@ -144,21 +144,6 @@ async def test_rebuild_restores_every_job_with_its_own_expiry(
 
 
 async def read_topic(env: dict[str, str], topic: str, rid: str, wait: float = 5) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
-        auto_offset_reset="earliest",
-        group_id=None,
-        enable_auto_commit=False,
+    return await kafka_tools.keyed_records(
+        env["KAFKA_BOOTSTRAP_SERVERS"], topic, {rid}, wait=wait, until=1
     )
-    await consumer.start()
-    found: list[Any] = []
-    deadline = time.monotonic() + wait
-    try:
-        while time.monotonic() < deadline and not found:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                found += [r for r in records if r.key == rid.encode()]
-    finally:
-        await consumer.stop()
-    return found

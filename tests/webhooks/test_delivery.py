@@ -8,10 +8,10 @@ import time
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from stt_client import verify_webhook
 from stt_common.messages import ResultEvent
+from tests import kafka_tools
 from tests.webhooks.conftest import RETRY_SECONDS, SECRET, HookStack
 
 pytestmark = pytest.mark.infra
@@ -25,25 +25,12 @@ async def dead_letter(
     env: dict[str, str], rid: str, timeout: float
 ) -> tuple[bytes, dict[str, str]]:
     """The dead letter keyed `rid` (value, headers), waiting up to `timeout` seconds for it."""
-    consumer = AIOKafkaConsumer(
-        env["KAFKA_TOPIC_DLQ"],
-        bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
+    records = await kafka_tools.keyed_records(
+        env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_TOPIC_DLQ"], {rid}, wait=timeout, until=1
     )
-    await consumer.start()
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                for record in records:
-                    if record.key == rid.encode() and record.value is not None:
-                        headers = {k: v.decode() for k, v in record.headers}
-                        return record.value, headers
-    finally:
-        await consumer.stop()
+    for record in records:
+        if record.value is not None:
+            return record.value, {k: v.decode() for k, v in record.headers}
     raise TimeoutError(f"no dead letter for {rid} within {timeout}s")
 
 
