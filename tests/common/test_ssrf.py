@@ -333,9 +333,7 @@ async def test_pinned_https_still_verifies_the_certificate_for_the_name(
 ) -> None:
     media, cert = tls_media
     monkeypatch.setattr(
-        pinned_transport.httpx,
-        "create_ssl_context",
-        lambda **_: ssl.create_default_context(cafile=str(cert)),
+        pinned_transport, "default_tls", lambda: ssl.create_default_context(cafile=str(cert))
     )
     dns["secure.example"] = lambda n: ["127.0.0.1"]
     allow = settings(["127.0.0.1"])

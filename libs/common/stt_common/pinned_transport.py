@@ -8,6 +8,7 @@ certificate verification still use it. A host:port that was never checked is not
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Iterable
 
@@ -64,18 +65,23 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
-class PinnedTransport(httpx.AsyncHTTPTransport):
-    """`httpx.AsyncHTTPTransport` whose connections go through `PinnedBackend(pins)`.
+@functools.cache
+def default_tls() -> ssl.SSLContext:
+    """One verifying TLS context per process (no proxy or CA settings from the environment);
+    building one takes ~20 ms, too much to repeat for every fetch or delivery."""
+    return httpx.create_ssl_context(trust_env=False)
 
-    `ssl_context` lets a caller that connects often reuse one (building one takes ~20 ms).
-    """
+
+class PinnedTransport(httpx.AsyncHTTPTransport):
+    """`httpx.AsyncHTTPTransport` whose connections go through `PinnedBackend(pins)`."""
 
     def __init__(self, pins: Pins, ssl_context: ssl.SSLContext | None = None) -> None:
-        super().__init__(trust_env=False)
+        context = ssl_context or default_tls()
+        super().__init__(verify=context, trust_env=False)
         # httpx has no parameter for the network backend: replace the pool it built with one
         # configured like it (no proxy, TLS verified) plus the pinning backend.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
+            ssl_context=context,
             max_connections=10,  # one job fetches one URL (and its redirects)
             max_keepalive_connections=5,
             network_backend=PinnedBackend(pins),

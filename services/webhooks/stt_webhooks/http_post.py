@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
-from functools import cache
 from urllib.parse import urlsplit
 
 import httpx
@@ -33,12 +31,6 @@ class AttemptFailed(Exception):
         self.permanent = permanent
         self.result = result  # the metric label: 3xx, 4xx, 5xx, error, refused
         self.retry_after = retry_after
-
-
-@cache
-def tls() -> ssl.SSLContext:
-    """One verifying TLS context for every attempt (no proxy or CA settings from the env)."""
-    return httpx.create_ssl_context(trust_env=False)
 
 
 def shown(url: str) -> str:
@@ -97,7 +89,7 @@ async def post(url: str, body: bytes, headers: dict[str, str], settings: Webhook
         async with (
             asyncio.timeout(settings.webhook_timeout),
             httpx.AsyncClient(
-                transport=PinnedTransport(pins, tls()),
+                transport=PinnedTransport(pins),
                 timeout=timeout,
                 follow_redirects=False,
                 trust_env=False,
