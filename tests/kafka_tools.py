@@ -7,7 +7,7 @@ import time
 import uuid
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 
@@ -34,6 +34,15 @@ async def group_members(bootstrap: str, group: str) -> int:
         (response,) = await admin.describe_consumer_groups([group])
         groups = response.groups
         return len(groups[0][5]) if groups and groups[0][2] == "Stable" else 0
+    finally:
+        await admin.close()
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, replication_factor=1)])
     finally:
         await admin.close()
 

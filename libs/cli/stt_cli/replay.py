@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from stt_common import bus, dead_letters, job_store
 from stt_common.messages import Source, SubmitEvent
+from stt_common.publisher import Publisher
 from stt_common.settings import Settings, parse_duration
 
 
@@ -111,7 +112,7 @@ async def replay(source: str, filters: Filters, dry_run: bool) -> int:
         print(f"skipped {unreadable} unreadable events", file=sys.stderr)
     redis = job_store.connect(settings.redis)
     store = job_store.JobStore(redis, settings.redis.job_ttl)
-    producer = bus.producer(settings.kafka)
+    producer = Publisher(settings.kafka)
     if not dry_run:
         await producer.start()
     try:

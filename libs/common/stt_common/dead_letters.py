@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
+
+from stt_common.publisher import Publisher
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE = 1000
@@ -37,7 +38,7 @@ def headers(
 
 
 async def send(
-    producer: AIOKafkaProducer,
+    producer: Publisher,
     topic: str,
     origin: ConsumerRecord[bytes, bytes],
     *,

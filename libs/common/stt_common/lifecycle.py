@@ -7,7 +7,9 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
+
+from stt_common.publisher import Publisher
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -21,7 +23,7 @@ def stop_on_signals() -> asyncio.Event:
 
 @asynccontextmanager
 async def kafka_clients(
-    consumer: AIOKafkaConsumer, producer: AIOKafkaProducer
+    consumer: AIOKafkaConsumer, producer: Publisher
 ) -> AsyncIterator[None]:
     await producer.start()
     await consumer.start()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from stt_common import bus
 from stt_common.messages import SubmitEvent
+from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings
 from stt_common.tracing import TraceContext
 
@@ -23,29 +23,16 @@ class PublishError(Exception):
 class SubmitPublisher:
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
-        self._producer: AIOKafkaProducer | None = None
-        self._lock = asyncio.Lock()
-
-    async def _ready_producer(self) -> AIOKafkaProducer:
         # Started lazily so the API can come up (and answer 503) while Kafka is still down.
-        async with self._lock:
-            if self._producer is None:
-                producer = bus.producer(self.settings)
-                try:
-                    await producer.start()
-                except BaseException:
-                    await producer.stop()
-                    raise
-                self._producer = producer
-            return self._producer
+        self._publisher = Publisher(settings)
 
     @property
     def started(self) -> bool:
-        return self._producer is not None
+        return self._publisher.started
 
     async def start(self) -> None:
         try:
-            await asyncio.wait_for(self._ready_producer(), self.settings.publish_timeout)
+            await asyncio.wait_for(self._publisher.start(), self.settings.publish_timeout)
         except (KafkaError, OSError, TimeoutError) as exc:
             log.warning("Kafka not reachable yet (%s); submits answer 503 until it is", exc)
 
@@ -67,8 +54,9 @@ class SubmitPublisher:
     ) -> None:
         try:
             async with asyncio.timeout(self.settings.publish_timeout):
-                producer = await self._ready_producer()
-                await producer.send_and_wait(topic, value, key=bus.key(request_id), headers=headers)
+                await self._publisher.send_and_wait(
+                    topic, value, key=bus.key(request_id), headers=headers
+                )
         except TimeoutError as exc:
             raise PublishError(
                 f"Kafka did not acknowledge the job within {self.settings.publish_timeout:g}s"
@@ -77,6 +65,4 @@ class SubmitPublisher:
             raise PublishError(f"Kafka refused the job: {exc.__class__.__name__}") from exc
 
     async def close(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        await self._publisher.stop()

@@ -12,6 +12,7 @@ import time
 from stt_common import bus, cancellation, job_store, lifecycle, logs, metrics
 from stt_common.messages import SubmitEvent
 from stt_common.model_files import resolve_model
+from stt_common.publisher import Publisher
 from stt_common.settings import Settings
 from stt_transcriber.engine import Engine, WhisperEngine
 from stt_transcriber.fake_engine import FakeEngine
@@ -46,7 +47,7 @@ async def _main() -> int:
         client_id=worker_id,
         max_poll_records=1,
     )
-    producer = bus.producer(settings.kafka)
+    producer = Publisher(settings.kafka)
     stop = lifecycle.stop_on_signals()
 
     async def cancelled(job: SubmitEvent) -> bool:

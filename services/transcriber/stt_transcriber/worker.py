@@ -16,7 +16,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from stt_common import bus, dead_letters, metrics, tracing
 from stt_common.job_store import JobStore
 from stt_common.messages import JobStatus, Phase, ResultEvent, SubmitEvent
+from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings
 from stt_transcriber.errors import JobError
 from stt_transcriber.job_runner import JobRunner
@@ -53,7 +54,7 @@ class Worker:
         runner: JobRunner,
         store: JobStore,
         consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
+        producer: Publisher,
         stop: asyncio.Event,
         shutdown_grace: float,
     ) -> None:
@@ -171,7 +172,13 @@ class Worker:
         metrics.job_picked_up(job.submitted_at, job.attempt)
 
         async def report(stage: str, share: float | None) -> None:
-            await self._publish(self.runner.progress(job, stage, share))
+            # Progress is a courtesy to pollers: a broker hiccup must not fail the job.
+            try:
+                await self._publish(self.runner.progress(job, stage, share))
+            except (KafkaError, OSError) as exc:
+                log.warning(
+                    "progress not published (%s)", exc, extra={"request_id": job.request_id}
+                )
 
         try:
             try:

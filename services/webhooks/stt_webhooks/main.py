@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 from stt_common import bus, job_store, lifecycle, logs, metrics
+from stt_common.publisher import Publisher
 from stt_common.settings import Settings, SettingsError, WebhookSettings
 from stt_webhooks.runner import Webhooks
 
@@ -31,7 +32,7 @@ async def _main() -> int:
     await bus.ensure_topics(settings.kafka)
     redis = job_store.connect(settings.redis)
     consumer = bus.consumer(settings.kafka, group=settings.kafka.webhooks_group)
-    producer = bus.producer(settings.kafka)
+    producer = Publisher(settings.kafka)
     stop = lifecycle.stop_on_signals()
     runner = Webhooks(
         settings.kafka,

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from typing import TypeAlias
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from stt_common import bus, cancellation, dead_letters, metrics
 from stt_common.messages import JobStatus, ResultEvent
+from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings, WebhookSettings
 from stt_webhooks.delivery import Deliverer, Outcome
 from stt_webhooks.marks import Marks
@@ -61,7 +62,7 @@ class Webhooks:
         kafka: KafkaSettings,
         hooks: WebhookSettings,
         consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
+        producer: Publisher,
         redis: Redis,
         job_ttl: int,
         stop: asyncio.Event,
