@@ -3,6 +3,10 @@
 Every change that Redis accepts (or already holds) is also written to the compacted status topic,
 which is what `stt projector --rebuild` reads back. Offsets are committed only after both, so a
 crash replays events, and the ordering rule in `job_store` makes the replay harmless.
+
+When Redis or Kafka is briefly unreachable the projector does not exit: the partition is
+rewound to the event that failed and fetched again after a growing pause (at most
+`RETRY_MAX_SECONDS`), while the loop keeps polling so the group keeps this member.
 """
 
 from __future__ import annotations
@@ -10,16 +14,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TypeAlias
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from redis.exceptions import RedisError
 
 from stt_common import bus, cancellation, dead_letters, lifecycle, metrics, tracing
 from stt_common.job_store import JobStore, Outcome
+from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings
 from stt_projector.projection import PoisonEvent, record_from
 
 log = logging.getLogger(__name__)
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+TRANSIENT = (RedisError, KafkaError, OSError)
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 5.0
 
 
 class Projector:
@@ -28,7 +40,7 @@ class Projector:
         settings: KafkaSettings,
         store: JobStore,
         consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
+        producer: Publisher,
         stop: asyncio.Event,
     ) -> None:
         self.settings = settings
@@ -37,7 +49,7 @@ class Projector:
         self.producer = producer
         self.stopping = stop
 
-    async def handle(self, record: ConsumerRecord[bytes, bytes]) -> Outcome | None:
+    async def handle(self, record: Record) -> Outcome | None:
         try:
             job = record_from(record.topic, record.value, self.settings)
         except PoisonEvent as exc:
@@ -81,16 +93,54 @@ class Projector:
 
     async def run(self) -> None:
         lag = metrics.LagReporter(self.consumer)
+        pause = RETRY_FIRST_SECONDS
         while not self.stopping.is_set():
             batches = await self.consumer.getmany(timeout_ms=500, max_records=500)
             await lag.maybe_update()
+            stalled = False
             for tp, records in batches.items():
-                for record in records:
-                    # The job's trace, from the event's header: its log lines carry trace_id.
-                    with tracing.use(tracing.from_kafka(record.headers)):
-                        outcome = await self.handle(record)
-                    metrics.EVENTS_PROJECTED.labels(str(outcome or "dropped")).inc()
-                await self.consumer.commit({tp: records[-1].offset + 1})
+                stalled |= not await self._project(tp, records)
+            if stalled:
+                await self._sleep(pause)
+                pause = min(pause * 2, RETRY_MAX_SECONDS)
+            else:
+                pause = RETRY_FIRST_SECONDS
+
+    async def _project(self, tp: TopicPartition, records: list[Record]) -> bool:
+        """Apply `records` in order; False when one failed and the partition was rewound to it."""
+        done = 0
+        try:
+            for record in records:
+                # The job's trace, from the event's header: its log lines carry trace_id.
+                with tracing.use(tracing.from_kafka(record.headers)):
+                    outcome = await self.handle(record)
+                metrics.EVENTS_PROJECTED.labels(str(outcome or "dropped")).inc()
+                done += 1
+        except TRANSIENT as exc:
+            failed = records[done]
+            log.warning(
+                "projecting %s[%d]@%d failed (%r); retrying",
+                failed.topic,
+                failed.partition,
+                failed.offset,
+                exc,
+            )
+            self.consumer.seek(tp, failed.offset)
+        if done:
+            await self._commit(tp, records[done - 1].offset + 1)
+        return done == len(records)
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        try:
+            await self.consumer.commit({tp: offset})
+        except KafkaError as exc:  # lost in a rebalance: the new owner re-applies, harmlessly
+            log.warning("commit of %s@%d refused (%r)", tp, offset, exc)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        except TimeoutError:
+            pass
 
 
 async def run_projector(settings: KafkaSettings, store: JobStore, stop: asyncio.Event) -> None:
@@ -98,7 +148,7 @@ async def run_projector(settings: KafkaSettings, store: JobStore, stop: asyncio.
     consumer = bus.consumer(
         settings, settings.topic_submit, settings.topic_results, group=settings.projector_group
     )
-    producer = bus.producer(settings)
+    producer = Publisher(settings)
     async with lifecycle.kafka_clients(consumer, producer):
         log.info("projector ready")
         await Projector(settings, store, consumer, producer, stop).run()
