@@ -46,6 +46,30 @@ def test_estimate_is_clamped() -> None:
     assert poll_after(processing(duration=10.0, progress=1.0)) == 0.5
 
 
+def test_the_workers_eta_is_followed_while_transcribing() -> None:
+    record = processing(stage="transcribing", duration=60.0, progress=0.0)
+    record.eta = record.updated_at + timedelta(seconds=4.9)
+    assert poll_after(record, rtf=1.0) == 5.0  # 4.9 s plus the way to Redis, rounded up
+    record.eta = record.updated_at + timedelta(seconds=0.05)
+    assert poll_after(record) == 0.2  # never sooner than the floor
+
+
+def test_past_the_eta_the_wait_grows_with_the_overrun() -> None:
+    record = processing(stage="transcribing", duration=600.0, progress=0.9)
+    record.eta = record.updated_at - timedelta(seconds=1)
+    assert poll_after(record) == 0.2
+    record.eta = record.updated_at - timedelta(seconds=40)
+    assert poll_after(record) == 4.0
+    record.eta = record.updated_at - timedelta(hours=2)
+    assert poll_after(record) == 30.0
+
+
+def test_an_eta_outside_transcribing_is_ignored() -> None:
+    record = processing(stage="retrying", duration=100.0, progress=0.5)
+    record.eta = record.updated_at + timedelta(seconds=20)
+    assert poll_after(record, rtf=0.15) == 7.5
+
+
 def test_the_real_time_factor_follows_completed_jobs() -> None:
     advisor = polling.PollAdvisor(0.15)
     done = JobRecord(

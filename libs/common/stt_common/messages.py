@@ -182,6 +182,9 @@ class ResultEvent(_Event, TranscriptFields):
     progress: float | None = Field(None, ge=0, le=1, description="Share of the audio transcribed")
     attempt: int = 1
     worker: str | None = None
+    eta: datetime | None = Field(
+        None, description="While transcribing: when the worker expects to finish (estimate)"
+    )
     emitted_at: datetime = Field(default_factory=utcnow)
     # Copied from the submit event so each result is a complete job state on its own.
     media_url: str | None = None
@@ -206,6 +209,7 @@ class JobRecord(TranscriptFields):
     progress: float | None = None
     attempt: int = 1
     worker: str | None = None
+    eta: datetime | None = None
     submitted_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
     callback_url: str | None = Field(None, description="Where the webhook goes; never served")

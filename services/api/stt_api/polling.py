@@ -1,10 +1,16 @@
 """When a client should poll a PROCESSING job again: an estimate of the time it has left.
 
-remaining ≈ duration × (1 − progress) × rtf − (time since that progress was reported), where
-`rtf` is the transcribers' real-time factor (seconds of work per second of audio). It starts at
-STT_POLL_RTF and follows the jobs this API process has seen complete, so the hint calibrates itself
-to the model and hardware in use. The answer is clamped to [0.5, 30] s; before the audio has been
-probed it is 2 s. Clients that would rather not guess can long-poll with `?wait=`.
+* While transcribing, the worker running the job publishes an `eta`: the moment transcription
+  began plus duration × the real-time factor that worker measured on its own recent jobs (same
+  model, same hardware, same load). The hint is the time left until then (plus the ~50 ms the
+  result takes to reach Redis), at least 0.2 s; once the ETA has passed, a tenth of the overrun,
+  so a late job is polled often at first and less as the overrun grows.
+* Without an ETA (a worker's first job, or before the audio is probed):
+  remaining ≈ duration × (1 − progress) × rtf − (time since that progress was reported), with
+  `rtf` starting at STT_POLL_RTF and following the jobs this API process has seen complete,
+  clamped to [0.5, 30] s; 2 s before the audio has been probed.
+
+Clients that would rather not guess can long-poll with `?wait=`.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ MIN_SECONDS: Final = 0.5
 MAX_SECONDS: Final = 30.0
 DEFAULT_RTF: Final = 0.15
 SMOOTHING: Final = 0.2  # weight of the newest completed job in the moving average
+ETA_MIN_SECONDS: Final = 0.2
+ETA_MARGIN_SECONDS: Final = 0.05  # result event → projector → Redis
+ETA_OVERRUN_SHARE: Final = 0.1
 
 
 class PollAdvisor:
@@ -38,11 +47,21 @@ class PollAdvisor:
         if record.status is not JobStatus.PROCESSING:
             self.observe(record)
             return None
+        now = now or datetime.now(UTC)
+        if record.eta is not None and record.stage == "transcribing":
+            left = (record.eta - now).total_seconds() + ETA_MARGIN_SECONDS
+            wait = left if left > 0 else -left * ETA_OVERRUN_SHARE
+            return _tenths_up(min(MAX_SECONDS, max(ETA_MIN_SECONDS, wait)))
         if not record.duration or record.progress is None:
             return DEFAULT_SECONDS
         left = record.duration * (1.0 - min(1.0, max(0.0, record.progress))) * self.rtf
-        age = ((now or datetime.now(UTC)) - record.updated_at).total_seconds()
+        age = (now - record.updated_at).total_seconds()
         return round(min(MAX_SECONDS, max(MIN_SECONDS, left - max(0.0, age))), 1)
+
+
+def _tenths_up(seconds: float) -> float:
+    """Rounded up to 0.1 s, so the poll lands after the estimate, not just before it."""
+    return math.ceil(round(seconds * 10, 6)) / 10
 
 
 def retry_after_header(seconds: float) -> str:

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from stt_common.cancellation import CANCELLED_MESSAGE, CANCELLED_TYPE
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 Report = Callable[[str, float | None], Awaitable[None]]
 Cancelled = Callable[[SubmitEvent], Awaitable[bool]]  # was the job deleted by its client?
 PROGRESS_EVERY = 2.0  # seconds between progress events, so long jobs do not flood the topic
+RTF_SMOOTHING = 0.3  # weight of the newest job in this worker's real-time factor
 
 
 class JobRunner:
@@ -41,6 +43,8 @@ class JobRunner:
         self.engine = engine
         self.cancelled = cancelled
         self.durations: dict[str, float] = {}  # audio length of running jobs, once probed
+        self.etas: dict[str, datetime] = {}  # when running jobs should finish, once transcribing
+        self.rtf: float | None = None  # seconds of engine time per second of audio, measured
         self.fetch = fetch
         self.minio = minio
         self.work_dir = work_dir
@@ -62,9 +66,11 @@ class JobRunner:
         )
 
     def progress(self, job: SubmitEvent, stage: str, share: float | None) -> ResultEvent:
-        duration = self.durations.get(job.request_id)  # lets pollers estimate the time left
+        # Duration and ETA let the API tell pollers when the result is worth asking for.
+        duration = self.durations.get(job.request_id)
+        eta = self.etas.get(job.request_id)
         return self._result(
-            job, JobStatus.PROCESSING, stage=stage, progress=share, duration=duration
+            job, JobStatus.PROCESSING, stage=stage, progress=share, duration=duration, eta=eta
         )
 
     async def _stop_if_cancelled(self, job: SubmitEvent) -> None:
@@ -100,10 +106,17 @@ class JobRunner:
             if duration > 0:
                 self.durations[job.request_id] = round(duration, 3)
             await self._stop_if_cancelled(job)
+            began = time.monotonic()
+            if self.rtf is not None and duration > 0:
+                self.etas[job.request_id] = datetime.now(UTC) + timedelta(
+                    seconds=duration * self.rtf
+                )
             await report("transcribing", 0.0)
             transcript = await self._transcribe(job, media, report)
+            self._learn_rtf(time.monotonic() - began, transcript.duration)
         finally:
             self.durations.pop(job.request_id, None)
+            self.etas.pop(job.request_id, None)
             shutil.rmtree(scratch, ignore_errors=True)
         return self._result(
             job,
@@ -118,6 +131,14 @@ class JobRunner:
             language_probability=round(transcript.language_probability, 4),
             segments=transcript.segments,
         )
+
+    def _learn_rtf(self, seconds: float, duration: float) -> None:
+        """Follow this worker's speed (model, hardware, load), for the ETA of the next jobs."""
+        if duration <= 0:
+            return
+        measured = seconds / duration
+        previous = measured if self.rtf is None else self.rtf
+        self.rtf = previous + RTF_SMOOTHING * (measured - previous)
 
     async def _transcribe(self, job: SubmitEvent, media: Path, report: Report) -> Transcript:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,73 @@
+"""The job runner's progress events: duration, and an ETA from the worker's own speed."""
+
+from __future__ import annotations
+
+import wave
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from stt_common.messages import ResultEvent, SubmitEvent
+from stt_common.settings import FetchSettings, MinioSettings
+from stt_transcriber.fake_engine import FakeEngine
+from stt_transcriber.job_runner import JobRunner
+from tests.media_server import MediaServer
+
+CLIP_SECONDS = 4.0
+ENGINE_SECONDS = 0.4  # the fake engine's time per job: a real-time factor of 0.1
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> Iterator[MediaServer]:
+    root = tmp_path / "media"
+    root.mkdir()
+    with wave.open(str(root / "clip.wav"), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16_000)
+        out.writeframes(b"\0\0" * int(16_000 * CLIP_SECONDS))
+    with MediaServer(root) as server:
+        yield server
+
+
+def runner(tmp_path: Path) -> JobRunner:
+    fetch = FetchSettings(allow_hosts=["127.0.0.1"], max_bytes=10 * 1024 * 1024)
+    minio = MinioSettings()
+    return JobRunner(FakeEngine(delay=ENGINE_SECONDS), fetch, minio, tmp_path / "work", "w-1")
+
+
+async def run_once(job_runner: JobRunner, url: str, rid: str) -> list[ResultEvent]:
+    events: list[ResultEvent] = []
+    job = SubmitEvent(request_id=rid, media_url=url, language="en")
+
+    async def report(stage: str, share: float | None) -> None:
+        events.append(job_runner.progress(job, stage, share))
+
+    events.append(await job_runner.run(job, report))
+    return events
+
+
+async def test_first_job_has_no_eta_then_the_measured_speed_gives_one(
+    tmp_path: Path, media: MediaServer
+) -> None:
+    job_runner = runner(tmp_path)
+    url = f"{media.url}/clip.wav"
+
+    first = await run_once(job_runner, url, "eta-1")
+    assert all(e.eta is None for e in first)  # nothing measured yet: no guess
+    assert job_runner.rtf == pytest.approx(ENGINE_SECONDS / CLIP_SECONDS, rel=0.5)
+
+    began = datetime.now(UTC)
+    second = await run_once(job_runner, url, "eta-2")
+    transcribing = [e for e in second if e.stage == "transcribing"]
+    assert transcribing and all(e.eta is not None for e in transcribing)
+    assert all(e.duration == pytest.approx(CLIP_SECONDS) for e in transcribing)
+    eta = transcribing[0].eta
+    assert eta is not None
+    expected = (eta - began).total_seconds()
+    assert 0.5 * ENGINE_SECONDS < expected < 3 * ENGINE_SECONDS
+    done = second[-1]
+    assert done.eta is None and done.status == "COMPLETED"
+    assert job_runner.etas == {}  # forgotten once the job is over
