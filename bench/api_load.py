@@ -294,8 +294,6 @@ async def run(bench: Bench) -> dict[str, Any]:
     configs: list[tuple[str, int, bool, str, dict[str, str]]] = [
         ("1 process, pinned", 1, True, "", {}),
         ("1 process, pinned, no rate limit", 1, True, "", no_limit),
-        ("1 process, pinned, fix: async deps", 1, True, "async-deps", {}),
-        ("1 process, pinned, fix: async deps, no rate limit", 1, True, "async-deps", no_limit),
         ("2 processes", 2, False, "", {}),
     ]
     if not bench.quick:

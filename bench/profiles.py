@@ -28,7 +28,7 @@ _FILES = [
     ("/json/", "logging"),
     ("/asyncio/", "asyncio"),
     ("uvloop", "event loop: uvloop I/O and idle"),
-    ("stt_api/", "stt_api (routes, auth, rate limit, middleware)"),
+    ("stt_api/", "stt_api (routes, guard, rate limit, middleware)"),
     ("stt_common/", "stt_common (job store, messages)"),
 ]
 
@@ -37,8 +37,9 @@ KEY_FUNCTIONS = [
     ("fastapi/routing.py", "serialize_response", "FastAPI response_model validation + dump"),
     ("fastapi/routing.py", "run_endpoint_function", "route function (endpoint body)"),
     ("fastapi/dependencies/utils.py", "solve_dependencies", "FastAPI dependency resolution"),
-    ("stt_api/rate_limit.py", "retry_after", "rate limit (Redis MULTI INCR+EXPIRE)"),
-    ("stt_api/auth.py", "require_api_key", "API key check"),
+    ("stt_api/guard.py", "__call__", "ApiGuard middleware: key + rate limit (incl. inside)"),
+    ("stt_api/rate_limit.py", "check", "rate limit check (in memory)"),
+    ("stt_api/rate_limit.py", "_flush", "rate limit flush (Redis MULTI, off the request path)"),
     ("anyio/_backends/_asyncio.py", "run_sync_in_worker_thread", "sync dependencies in threads"),
     ("stt_common/job_store.py", "get", "JobStore.get (HGET + model_validate_json)"),
     ("stt_common/job_store.py", "create", "JobStore.create (EVALSHA)"),
@@ -47,7 +48,7 @@ KEY_FUNCTIONS = [
     ("stt_api/http_metrics.py", "__call__", "HttpMetrics middleware (incl. everything inside)"),
     ("stt_api/body_limit.py", "__call__", "BodyLimit middleware (incl. everything inside)"),
     ("stt_common/messages.py", "from_record", "JobResponse.from_record"),
-    ("stt_api/routes/transcribe.py", "_respond", "_respond (response body + poll hint)"),
+    ("stt_api/routes/transcribe.py", "_respond", "_respond (poll hint + JSON body)"),
     ("logging/__init__.py", "handle", "log records (format + write)"),
     ("prometheus_client/metrics.py", "observe", "prometheus Histogram.observe"),
 ]

@@ -113,6 +113,11 @@ async def test_health_and_docs_need_no_key(api: processes.Api) -> None:
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
         spec = (await anonymous.get("/openapi.json")).json()
         assert "/api/v1/transcribe/{request_id}" in spec["paths"]
+        # The key is declared, so /docs offers "Authorize" and sends X-API-Key on every call.
+        scheme = spec["components"]["securitySchemes"]["APIKeyHeader"]
+        assert (scheme["in"], scheme["name"]) == ("header", "X-API-Key")
+        assert spec["paths"]["/api/v1/transcribe"]["post"]["security"] == [{"APIKeyHeader": []}]
+        assert "security" not in spec["paths"]["/health"]["get"]
         ready = await anonymous.get("/ready")
         assert ready.status_code == 200 and ready.json()["kafka"] == "ok"
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
-from stt_api import errors, polling
+from stt_api import errors, guard, polling
 from stt_api.auth import accepted_keys
 from stt_api.body_limit import BodyLimit
 from stt_api.http_metrics import HttpMetrics
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.publisher.close()
+            await app.state.rate_limiter.drain()
             await redis.aclose()
             app.state.media_store.close()
 
@@ -59,9 +61,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimit, max_bytes=settings.api.max_body_bytes, exempt=frozenset({uploads.PATH})
     )
+    app.add_middleware(guard.ApiGuard)  # before the body is read: 401 and 429 cost little
     app.add_middleware(HttpMetrics)  # outermost: counts every answer, 413s included
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(transcribe.router)
     app.include_router(uploads.router)
+
+    def openapi() -> dict[str, Any]:
+        return guard.document(FastAPI.openapi(app))
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -1,4 +1,4 @@
-"""`X-API-Key` authentication against the keys in settings, compared in constant time."""
+"""The accepted API keys (settings and a keys file), compared in constant time by `guard`."""
 
 from __future__ import annotations
 
@@ -6,13 +6,9 @@ import hmac
 import logging
 from pathlib import Path
 
-from fastapi import HTTPException, Request, status
-from fastapi.security import APIKeyHeader
-
 from stt_common.settings import ApiSettings
 
 log = logging.getLogger(__name__)
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Your API key")
 
 
 class NoApiKeysError(SystemExit):
@@ -54,15 +50,3 @@ def key_matches(candidate: str, keys: list[bytes]) -> bool:
     for key in keys:
         found |= hmac.compare_digest(given, key)
     return found
-
-
-async def require_api_key(request: Request) -> str | None:
-    keys: list[bytes] = request.app.state.api_keys
-    if not keys:
-        return None
-    candidate = await api_key_header(request)
-    if not candidate:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Missing X-API-Key header")
-    if not key_matches(candidate, keys):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid API key")
-    return candidate

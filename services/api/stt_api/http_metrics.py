@@ -7,12 +7,13 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stt_api.guard import ROUTE_TEMPLATE
 from stt_common.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
 
 def route_of(scope: Scope) -> str:
     route = scope.get("route")
-    path = getattr(route, "path", None)
+    path = getattr(route, "path", None) or scope.get(ROUTE_TEMPLATE)  # routed, or refused before
     return path if isinstance(path, str) else "unmatched"
 
 

@@ -1,8 +1,17 @@
-"""Per-API-key rate limit: a fixed one-minute window counted in Redis, shared by API processes.
+"""Per-API-key rate limit over a sliding minute, shared by API processes through Redis, with no
+Redis round trip on the request path.
 
-The Redis key holds a hash of the API key, never the key itself. When Redis cannot answer, the
-request goes through (fail open): refusing every client because the counter is unreachable
-would turn a Redis hiccup into an outage, and the job store reports the real failure anyway.
+Each process counts requests in memory and adds them to the current minute's Redis counter at
+most every FLUSH_SECONDS per key (INCRBY + EXPIRE and a read of the previous minute's counter, in
+one MULTI, off the request path). A request is decided from the totals Redis returned last plus
+what this process has counted since. The last 60 s are estimated as the previous minute's count
+weighted by the share of it still inside those 60 s, plus the current minute's count, so a client
+cannot fit twice the limit around a minute boundary. The price of not asking Redis every time:
+several processes together may let through up to FLUSH_SECONDS of each one's traffic beyond the
+limit. Refused requests are not counted, so a client that waits as told gets through.
+
+The Redis key holds a hash of the API key, never the key itself. When Redis cannot answer, each
+process goes on limiting what it sees itself (and says so in the log now and then).
 """
 
 from __future__ import annotations
@@ -12,24 +21,37 @@ import hashlib
 import logging
 import math
 import time
-from typing import Annotated
+from dataclasses import dataclass
 
-from fastapi import Depends, HTTPException, Request, status
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from stt_api.auth import require_api_key
-
 log = logging.getLogger(__name__)
 WINDOW_SECONDS = 60
-CHECK_TIMEOUT = 1.0  # the limit is advisory; it must not add seconds to a request
+FLUSH_SECONDS = 0.1
+CHECK_TIMEOUT = 1.0
 WARN_EVERY = 30.0
 
 
+@dataclass
+class _Window:
+    """One key's counts for one minute, as this process knows them."""
+
+    number: int  # minutes since the epoch
+    pending: int = 0  # counted here, not yet added in Redis
+    current: int = 0  # this minute's total in Redis after the last flush
+    previous: int = 0  # the previous minute's total
+    flushed_at: float = -math.inf
+    flushing: bool = False
+
+
 class RateLimiter:
-    def __init__(self, redis: Redis, per_minute: int) -> None:
+    def __init__(self, redis: Redis, per_minute: int, flush_seconds: float = FLUSH_SECONDS) -> None:
         self.redis = redis
         self.per_minute = per_minute
+        self.flush_seconds = flush_seconds
+        self._windows: dict[str, _Window] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._warned_at = -math.inf
 
     @staticmethod
@@ -37,44 +59,82 @@ class RateLimiter:
         digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
         return f"stt:rate:{digest}:{window}"
 
-    async def retry_after(self, identity: str, now: float | None = None) -> int | None:
-        """Count one request; None when it is allowed, else seconds until the window resets."""
+    def check(self, identity: str, now: float | None = None) -> int | None:
+        """Count one request; None when it is allowed, else seconds until one would be."""
         if self.per_minute <= 0:
             return None
         now = time.time() if now is None else now
-        window = int(now // WINDOW_SECONDS)
-        key = self.redis_key(identity, window)
+        number = int(now // WINDOW_SECONDS)
+        window = self._windows.get(identity)
+        if window is None or window.number != number:
+            window = self._roll(identity, window, number)
+        into = (now - number * WINDOW_SECONDS) / WINDOW_SECONDS  # share of this minute gone by
+        earlier = window.previous * (1.0 - into)
+        if earlier + window.current + window.pending + 1 > self.per_minute:
+            self._maybe_flush(identity, window)  # others may have stopped: refresh the totals
+            return self._wait(window, into, earlier)
+        window.pending += 1
+        self._maybe_flush(identity, window)
+        return None
+
+    def _wait(self, window: _Window, into: float, earlier: float) -> int:
+        over = earlier + window.current + window.pending + 1 - self.per_minute
+        to_next_minute = (1.0 - into) * WINDOW_SECONDS
+        wait = to_next_minute
+        if window.previous > 0 and over <= earlier:  # the previous minute's share fades linearly
+            wait = min(wait, over / window.previous * WINDOW_SECONDS)
+        return max(1, math.ceil(round(wait, 3)))  # round: float noise must not add a second
+
+    def _roll(self, identity: str, old: _Window | None, number: int) -> _Window:
+        if len(self._windows) > 10_000:  # identities gone quiet (clients without keys)
+            self._windows = {k: w for k, w in self._windows.items() if w.number >= number - 1}
+        if old is not None and old.pending and not old.flushing:
+            self._spawn(identity, old)  # what this process counted last minute still counts
+        last = old.current + old.pending if old is not None and old.number == number - 1 else 0
+        window = _Window(number, previous=last)
+        self._windows[identity] = window
+        return window
+
+    def _maybe_flush(self, identity: str, window: _Window) -> None:
+        if not window.flushing and time.monotonic() - window.flushed_at >= self.flush_seconds:
+            self._spawn(identity, window)
+
+    def _spawn(self, identity: str, window: _Window) -> None:
+        window.flushing = True
+        task = asyncio.get_running_loop().create_task(self._flush(identity, window))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, identity: str, window: _Window) -> None:
+        sent = window.pending
+        key = self.redis_key(identity, window.number)
         try:
             async with asyncio.timeout(CHECK_TIMEOUT):
-                # INCR and EXPIRE in one MULTI: a crash between them cannot leave a key forever.
+                # INCRBY and EXPIRE in one MULTI: a crash between them cannot leave a key forever.
                 async with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.incr(key)
+                    pipe.incrby(key, sent)
                     pipe.expire(key, WINDOW_SECONDS * 2)
-                    count, _ = await pipe.execute()
+                    pipe.get(self.redis_key(identity, window.number - 1))
+                    current, _, previous = await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             self._warn(exc)
-            return None
-        if int(count) <= self.per_minute:
-            return None
-        return max(1, math.ceil((window + 1) * WINDOW_SECONDS - now))
+        else:
+            window.pending -= sent
+            window.current = int(current)
+            window.previous = int(previous or 0)
+        finally:
+            window.flushing = False
+            window.flushed_at = time.monotonic()
+
+    async def drain(self) -> None:
+        """Wait for the flushes in flight (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _warn(self, exc: BaseException) -> None:
         if time.monotonic() - self._warned_at >= WARN_EVERY:  # once in a while, not per request
             self._warned_at = time.monotonic()
-            log.warning("rate limit not checked, Redis unavailable (%s)", exc.__class__.__name__)
-
-
-async def enforce_rate_limit(
-    request: Request, api_key: Annotated[str | None, Depends(require_api_key)]
-) -> None:
-    """Route dependency (after authentication, so a wrong key is 401, not counted)."""
-    limiter: RateLimiter = request.app.state.rate_limiter
-    # Without keys (development mode) the client address is the identity.
-    identity = api_key or f"addr:{request.client.host if request.client else '-'}"
-    wait = await limiter.retry_after(identity)
-    if wait is not None:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            f"Rate limit exceeded: {limiter.per_minute} requests per minute per API key",
-            headers={"Retry-After": str(wait)},
-        )
+            log.warning(
+                "rate limit counted per process only, Redis unavailable (%s)",
+                exc.__class__.__name__,
+            )

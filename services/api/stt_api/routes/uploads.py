@@ -17,9 +17,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from starlette.requests import ClientDisconnect
 
-from stt_api.auth import require_api_key
 from stt_api.media_store import MediaStore, StoreUnavailable, TooLarge
-from stt_api.rate_limit import enforce_rate_limit
 from stt_common.messages import ErrorResponse, UploadResponse, ValidationErrorResponse
 
 log = logging.getLogger(__name__)
@@ -31,7 +29,6 @@ _ACCEPTED_TYPES = ("application/octet-stream", "audio/", "video/")
 router = APIRouter(
     prefix=PATH,
     tags=["uploads"],
-    dependencies=[Depends(require_api_key), Depends(enforce_rate_limit)],
     responses={
         401: {"model": ErrorResponse, "description": "Missing or wrong X-API-Key"},
         413: {"model": ErrorResponse, "description": "File over STT_MAX_UPLOAD_BYTES"},
