@@ -14,6 +14,7 @@ A new submit of the same `request_id` after the delete is newer than the marker 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from redis.asyncio import Redis
@@ -36,9 +37,21 @@ async def cancelled_at_ms(redis: Redis, request_id: str) -> int | None:
     return int(value) if value is not None else None
 
 
+async def cancelled_at_many(redis: Redis, request_ids: Sequence[str]) -> list[int | None]:
+    """`cancelled_at_ms` of each job, in one round trip."""
+    if not request_ids:
+        return []
+    values = await redis.mget([cancel_key(r) for r in request_ids])
+    return [int(v) if v is not None else None for v in values]
+
+
+def is_covered(cancelled_at: int | None, submitted_at: datetime | None) -> bool:
+    """True when a delete at `cancelled_at` (ms) covers a submission at `submitted_at`."""
+    if cancelled_at is None:
+        return False
+    return submitted_at is None or int(submitted_at.timestamp() * 1000) <= cancelled_at
+
+
 async def covers(redis: Redis, request_id: str, submitted_at: datetime | None) -> bool:
     """True when `request_id` was deleted after (or, without a time, at all) this submission."""
-    at = await cancelled_at_ms(redis, request_id)
-    if at is None:
-        return False
-    return submitted_at is None or int(submitted_at.timestamp() * 1000) <= at
+    return is_covered(await cancelled_at_ms(redis, request_id), submitted_at)

@@ -16,6 +16,7 @@ after the moment it was written, so a rebuild from Kafka restores the same expir
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from datetime import datetime
 
 from redis.asyncio import Redis
@@ -122,18 +123,35 @@ class JobStore:
 
     async def apply(self, record: JobRecord, now: float) -> Outcome:
         """Store `record` if the ordering rule allows it (see the module docstring)."""
-        result = await self._apply(
-            keys=[job_key(record.request_id)],
-            args=[
-                record.generation,
-                int(record.phase),
-                _ms(record.updated_at),
-                record.model_dump_json(exclude_none=True),
-                self.expire_at(record),
-                int(now),
-            ],
-        )
-        return Outcome(result.decode() if isinstance(result, bytes) else result)
+        (outcome,) = await self.apply_many([record], now)
+        return outcome
+
+    async def apply_many(self, records: Sequence[JobRecord], now: float) -> list[Outcome]:
+        """`apply` each record, in order, in one round trip (a pipeline keeps the order)."""
+        if not records:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                args: list[str | int] = [
+                    record.generation,
+                    int(record.phase),
+                    _ms(record.updated_at),
+                    record.model_dump_json(exclude_none=True),
+                    self.expire_at(record),
+                    int(now),
+                ]
+                await self._apply(keys=[job_key(record.request_id)], args=args, client=pipe)
+            results = await pipe.execute()
+        return [Outcome(r.decode() if isinstance(r, bytes) else r) for r in results]
+
+    async def get_many(self, request_ids: Sequence[str]) -> list[JobRecord | None]:
+        if not request_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for request_id in request_ids:
+                pipe.hget(job_key(request_id), "data")
+            found = await pipe.execute()
+        return [JobRecord.model_validate_json(data) if data else None for data in found]
 
     async def delete(self, request_id: str) -> bool:
         return bool(await self.redis.delete(job_key(request_id)))

@@ -73,6 +73,31 @@ class Publisher:
         producer = await self._current()
         return await producer.send_and_wait(topic, value, key=key, headers=headers)
 
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        """Queue a record; the future resolves once Kafka acknowledges it. Awaiting a batch of
+        these together costs one round trip, not one each. A broken producer is replaced for
+        the next send; the caller sends the failed records again."""
+        producer = await self._current()
+        future: asyncio.Future[RecordMetadata] = await producer.send(
+            topic, value, key=key, headers=headers
+        )
+        future.add_done_callback(lambda done: self._after(producer, done))
+        return future
+
+    def _after(self, producer: AIOKafkaProducer, done: asyncio.Future[RecordMetadata]) -> None:
+        if not done.cancelled() and isinstance(done.exception(), UNRECOVERABLE):
+            log.warning("Kafka producer is unusable (%r); starting a new one", done.exception())
+            task = asyncio.get_running_loop().create_task(self._replace(producer))
+            _retiring.add(task)
+            task.add_done_callback(_retiring.discard)
+
     async def _current(self) -> AIOKafkaProducer:
         async with self._lock:
             if self._producer is not None and _sender_died(self._producer):

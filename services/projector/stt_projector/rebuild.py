@@ -12,6 +12,7 @@ from collections import Counter
 
 from stt_common import bus
 from stt_common.job_store import JobStore
+from stt_common.messages import JobRecord
 from stt_common.settings import KafkaSettings
 from stt_projector.projection import PoisonEvent, record_from
 
@@ -31,20 +32,27 @@ async def rebuild(settings: KafkaSettings, store: JobStore) -> Counter[str]:
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=1000)
             for tp, records in batches.items():
+                pending: list[JobRecord] = []  # applied together, in order, up to a tombstone
                 for record in records:
                     if record.value is None and record.key:  # a tombstone: the job was deleted
+                        await _apply(store, pending, counts)
                         await store.delete(record.key.decode())
                         counts["deleted"] += 1
                         continue
                     try:
-                        job = record_from(record.topic, record.value, settings)
+                        pending.append(record_from(record.topic, record.value, settings))
                     except PoisonEvent:
                         counts["unreadable"] += 1
-                        continue
-                    counts[str(await store.apply(job, time.time()))] += 1
+                await _apply(store, pending, counts)
                 if await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)
     finally:
         await consumer.stop()
     log.info("rebuild done: %s", dict(counts))
     return counts
+
+
+async def _apply(store: JobStore, pending: list[JobRecord], counts: Counter[str]) -> None:
+    for outcome in await store.apply_many(pending, time.time()):
+        counts[str(outcome)] += 1
+    pending.clear()

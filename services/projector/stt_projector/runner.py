@@ -1,11 +1,12 @@
 """The projector loop: consume submit and result events, apply them to Redis, log the change.
 
 Every change that Redis accepts (or already holds) is also written to the compacted status topic,
-which is what `stt projector --rebuild` reads back. Offsets are committed only after both, so a
-crash replays events, and the ordering rule in `job_store` makes the replay harmless.
+which is what `stt projector --rebuild` reads back. Events are projected a fetched batch at a
+time (`batch`); offsets are committed only after Redis and the status topic both have the batch,
+so a crash replays events, and the ordering rule in `job_store` makes the replay harmless.
 
 When Redis or Kafka is briefly unreachable the projector does not exit: the partition is
-rewound to the event that failed and fetched again after a growing pause (at most
+rewound to the batch that failed and fetched again after a growing pause (at most
 `RETRY_MAX_SECONDS`), while the loop keeps polling so the group keeps this member.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer
@@ -21,11 +21,11 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from redis.exceptions import RedisError
 
-from stt_common import bus, cancellation, dead_letters, lifecycle, metrics, tracing
-from stt_common.job_store import JobStore, Outcome
+from stt_common import bus, lifecycle, metrics
+from stt_common.job_store import JobStore
 from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings
-from stt_projector.projection import PoisonEvent, record_from
+from stt_projector.batch import BatchProjector
 
 log = logging.getLogger(__name__)
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
@@ -43,53 +43,9 @@ class Projector:
         producer: Publisher,
         stop: asyncio.Event,
     ) -> None:
-        self.settings = settings
-        self.store = store
         self.consumer = consumer
-        self.producer = producer
+        self.batch = BatchProjector(settings, store, producer)
         self.stopping = stop
-
-    async def handle(self, record: Record) -> Outcome | None:
-        try:
-            job = record_from(record.topic, record.value, self.settings)
-        except PoisonEvent as exc:
-            await dead_letters.send(
-                self.producer,
-                self.settings.topic_dlq,
-                record,
-                group=self.settings.projector_group,
-                attempt=1,
-                error_type="poison_event",
-                message=str(exc),
-            )
-            return None
-        if await cancellation.covers(self.store.redis, job.request_id, job.submitted_at):
-            log.info("deleted by its client; event dropped", extra={"request_id": job.request_id})
-            return None
-        outcome = await self.store.apply(job, time.time())
-        if outcome is Outcome.APPLIED and await cancellation.covers(
-            self.store.redis, job.request_id, job.submitted_at
-        ):  # deleted while this event was being applied
-            await self.store.delete(job.request_id)
-            return None
-        # SAME is re-logged too (an earlier run may have died before logging it), but as the
-        # state Redis holds: a losing duplicate must never become the compacted value.
-        held = job if outcome is Outcome.APPLIED else None
-        if outcome is Outcome.SAME:
-            held = await self.store.get(job.request_id)
-        if held is not None:
-            await self.producer.send_and_wait(
-                self.settings.topic_status, bus.encode(held), key=bus.key(held.request_id)
-            )
-        log.debug(
-            "%s %s gen=%d -> %s",
-            record.topic,
-            job.status,
-            job.generation,
-            outcome,
-            extra={"request_id": job.request_id},
-        )
-        return outcome
 
     async def run(self) -> None:
         lag = metrics.LagReporter(self.consumer)
@@ -107,28 +63,25 @@ class Projector:
                 pause = RETRY_FIRST_SECONDS
 
     async def _project(self, tp: TopicPartition, records: list[Record]) -> bool:
-        """Apply `records` in order; False when one failed and the partition was rewound to it."""
-        done = 0
+        """Project `records`; False when that failed and the partition was rewound to them."""
         try:
-            for record in records:
-                # The job's trace, from the event's header: its log lines carry trace_id.
-                with tracing.use(tracing.from_kafka(record.headers)):
-                    outcome = await self.handle(record)
-                metrics.EVENTS_PROJECTED.labels(str(outcome or "dropped")).inc()
-                done += 1
+            outcomes = await self.batch.project(records)
         except TRANSIENT as exc:
-            failed = records[done]
+            first = records[0]
             log.warning(
-                "projecting %s[%d]@%d failed (%r); retrying",
-                failed.topic,
-                failed.partition,
-                failed.offset,
+                "projecting %s[%d]@%d..%d failed (%r); retrying",
+                first.topic,
+                first.partition,
+                first.offset,
+                records[-1].offset,
                 exc,
             )
-            self.consumer.seek(tp, failed.offset)
-        if done:
-            await self._commit(tp, records[done - 1].offset + 1)
-        return done == len(records)
+            self.consumer.seek(tp, first.offset)
+            return False
+        for outcome in outcomes:
+            metrics.EVENTS_PROJECTED.labels(str(outcome or "dropped")).inc()
+        await self._commit(tp, records[-1].offset + 1)
+        return True
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         try:
