@@ -63,9 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(guard.ApiGuard)  # before the body is read: 401 and 429 cost little
     app.add_middleware(HttpMetrics)  # outermost: counts every answer, 413s included
+    # Routes are matched in order: the polled one first.
+    app.include_router(transcribe.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(transcribe.router)
     app.include_router(uploads.router)
 
     def openapi() -> dict[str, Any]:
