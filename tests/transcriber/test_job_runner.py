@@ -13,6 +13,7 @@ from stt_common.messages import ResultEvent, SubmitEvent
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_transcriber.fake_engine import FakeEngine
 from stt_transcriber.job_runner import JobRunner
+from stt_transcriber.speed import SpeedModel
 from tests.media_server import MediaServer
 
 CLIP_SECONDS = 4.0
@@ -57,7 +58,8 @@ async def test_first_job_has_no_eta_then_the_measured_speed_gives_one(
 
     first = await run_once(job_runner, url, "eta-1")
     assert all(e.eta is None for e in first)  # nothing measured yet: no guess
-    assert job_runner.rtf == pytest.approx(ENGINE_SECONDS / CLIP_SECONDS, rel=0.5)
+    expected = job_runner.speed.predict(CLIP_SECONDS)
+    assert expected == pytest.approx(ENGINE_SECONDS, rel=0.5)
 
     began = datetime.now(UTC)
     second = await run_once(job_runner, url, "eta-2")
@@ -66,8 +68,29 @@ async def test_first_job_has_no_eta_then_the_measured_speed_gives_one(
     assert all(e.duration == pytest.approx(CLIP_SECONDS) for e in transcribing)
     eta = transcribing[0].eta
     assert eta is not None
-    expected = (eta - began).total_seconds()
-    assert 0.5 * ENGINE_SECONDS < expected < 3 * ENGINE_SECONDS
+    ahead = (eta - began).total_seconds()
+    assert 0.5 * ENGINE_SECONDS < ahead < 3 * ENGINE_SECONDS
     done = second[-1]
     assert done.eta is None and done.status == "COMPLETED"
     assert job_runner.etas == {}  # forgotten once the job is over
+
+
+def test_speed_model_separates_fixed_cost_from_per_second_cost() -> None:
+    speed = SpeedModel()
+    assert speed.predict(60) is None
+    speed.observe(8, 0.75)  # a short clip: mostly fixed cost
+    assert speed.predict(60) == pytest.approx(60 * 0.75 / 8)  # proportional until lengths vary
+    speed.observe(60, 4.7)
+    assert speed.predict(60) == pytest.approx(4.7, abs=0.05)
+    assert speed.predict(8) == pytest.approx(0.75, abs=0.05)
+    for _ in range(30):  # the machine got twice as slow: recent jobs win
+        speed.observe(60, 9.4)
+        speed.observe(8, 1.5)
+    assert speed.predict(60) == pytest.approx(9.4, rel=0.05)
+
+
+def test_speed_model_ignores_empty_measurements() -> None:
+    speed = SpeedModel()
+    speed.observe(0, 1.0)
+    speed.observe(10, 0)
+    assert speed.predict(10) is None

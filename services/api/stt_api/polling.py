@@ -1,8 +1,9 @@
 """When a client should poll a PROCESSING job again: an estimate of the time it has left.
 
 * While transcribing, the worker running the job publishes an `eta`: the moment transcription
-  began plus duration × the real-time factor that worker measured on its own recent jobs (same
-  model, same hardware, same load). The hint is the time left until then (plus the ~50 ms the
+  began plus the time its own recent jobs say a file of this length takes (a fixed cost plus a
+  cost per second of audio, learned on the same model, hardware and load:
+  `stt_transcriber.speed`). The hint is the time left until then (plus the ~50 ms the
   result takes to reach Redis), at least 0.2 s; once the ETA has passed, a tenth of the overrun,
   so a late job is polled often at first and less as the overrun grows.
 * Without an ETA (a worker's first job, or before the audio is probed):

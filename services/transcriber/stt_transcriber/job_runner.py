@@ -22,12 +22,12 @@ from stt_transcriber import audio
 from stt_transcriber.engine import Engine, Transcript
 from stt_transcriber.errors import JobError
 from stt_transcriber.media_fetch import fetch_media
+from stt_transcriber.speed import SpeedModel
 
 log = logging.getLogger(__name__)
 Report = Callable[[str, float | None], Awaitable[None]]
 Cancelled = Callable[[SubmitEvent], Awaitable[bool]]  # was the job deleted by its client?
 PROGRESS_EVERY = 2.0  # seconds between progress events, so long jobs do not flood the topic
-RTF_SMOOTHING = 0.3  # weight of the newest job in this worker's real-time factor
 
 
 class JobRunner:
@@ -44,7 +44,7 @@ class JobRunner:
         self.cancelled = cancelled
         self.durations: dict[str, float] = {}  # audio length of running jobs, once probed
         self.etas: dict[str, datetime] = {}  # when running jobs should finish, once transcribing
-        self.rtf: float | None = None  # seconds of engine time per second of audio, measured
+        self.speed = SpeedModel()  # this worker's engine time per job length, measured
         self.fetch = fetch
         self.minio = minio
         self.work_dir = work_dir
@@ -107,13 +107,12 @@ class JobRunner:
                 self.durations[job.request_id] = round(duration, 3)
             await self._stop_if_cancelled(job)
             began = time.monotonic()
-            if self.rtf is not None and duration > 0:
-                self.etas[job.request_id] = datetime.now(UTC) + timedelta(
-                    seconds=duration * self.rtf
-                )
+            expected = self.speed.predict(duration)
+            if expected is not None:
+                self.etas[job.request_id] = datetime.now(UTC) + timedelta(seconds=expected)
             await report("transcribing", 0.0)
             transcript = await self._transcribe(job, media, report)
-            self._learn_rtf(time.monotonic() - began, transcript.duration)
+            self.speed.observe(transcript.duration, time.monotonic() - began)
         finally:
             self.durations.pop(job.request_id, None)
             self.etas.pop(job.request_id, None)
@@ -131,14 +130,6 @@ class JobRunner:
             language_probability=round(transcript.language_probability, 4),
             segments=transcript.segments,
         )
-
-    def _learn_rtf(self, seconds: float, duration: float) -> None:
-        """Follow this worker's speed (model, hardware, load), for the ETA of the next jobs."""
-        if duration <= 0:
-            return
-        measured = seconds / duration
-        previous = measured if self.rtf is None else self.rtf
-        self.rtf = previous + RTF_SMOOTHING * (measured - previous)
 
     async def _transcribe(self, job: SubmitEvent, media: Path, report: Report) -> Transcript:
         loop = asyncio.get_running_loop()
