@@ -48,8 +48,12 @@ def test_estimate_is_clamped() -> None:
 
 def test_the_workers_eta_is_followed_while_transcribing() -> None:
     record = processing(stage="transcribing", duration=60.0, progress=0.0)
-    record.eta = record.updated_at + timedelta(seconds=4.9)
-    assert poll_after(record, rtf=1.0) == 5.0  # 4.9 s plus the way to Redis, rounded up
+    record.eta = record.updated_at + timedelta(seconds=9.95)
+    assert poll_after(record, rtf=1.0) == 5.0  # half of the time left: then look again
+    record.eta = record.updated_at + timedelta(seconds=1.7)
+    assert poll_after(record) == 1.0  # never less than a second while more is left
+    record.eta = record.updated_at + timedelta(seconds=0.82)
+    assert poll_after(record) == 0.9  # the last stretch: 0.82 s plus the way to Redis
     record.eta = record.updated_at + timedelta(seconds=0.05)
     assert poll_after(record) == 0.2  # never sooner than the floor
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import wave
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ import pytest
 from stt_common.messages import ResultEvent, SubmitEvent
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_transcriber.fake_engine import FakeEngine
-from stt_transcriber.job_runner import JobRunner
+from stt_transcriber.job_runner import Eta, JobRunner
 from stt_transcriber.speed import SpeedModel
 from tests.media_server import MediaServer
 
@@ -94,3 +94,18 @@ def test_speed_model_ignores_empty_measurements() -> None:
     speed.observe(0, 1.0)
     speed.observe(10, 0)
     assert speed.predict(10) is None
+
+
+def test_eta_follows_the_pace_the_job_keeps() -> None:
+    etas: dict[str, datetime] = {}
+    began = datetime(2026, 1, 1, tzinfo=UTC)
+    eta = Eta("j", began, 10.0, etas)
+    assert etas["j"] == began + timedelta(seconds=10)
+    eta.refine(0.5, eta.started + 3.0)  # half done in 3 s: 6 s at this pace
+    assert etas["j"] == began + timedelta(seconds=0.5 * 6 + 0.5 * 10)
+    eta.refine(0.9, eta.started + 5.4)
+    assert (etas["j"] - began).total_seconds() == pytest.approx(0.9 * 6 + 0.1 * 10)
+    unknown = Eta("k", began, None, etas)
+    assert "k" not in etas  # no guess before the first measurement
+    unknown.refine(0.25, unknown.started + 2.0)
+    assert etas["k"] == began + timedelta(seconds=8)

@@ -3,9 +3,11 @@
 * While transcribing, the worker running the job publishes an `eta`: the moment transcription
   began plus the time its own recent jobs say a file of this length takes (a fixed cost plus a
   cost per second of audio, learned on the same model, hardware and load:
-  `stt_transcriber.speed`). The hint is the time left until then (plus the ~50 ms the
-  result takes to reach Redis), at least 0.2 s; once the ETA has passed, a tenth of the overrun,
-  so a late job is polled often at first and less as the overrun grows.
+  `stt_transcriber.speed`), refined as the job reports progress by the pace it keeps. While more
+  than a second is left the hint is half of it, so the next poll sees a refined ETA before an
+  early estimate could make the client wait too long; within the last second it is the time
+  left (plus the ~50 ms the result takes to reach Redis), at least 0.2 s. Once the ETA has
+  passed, a tenth of the overrun: a late job is polled often at first, less as it runs on.
 * Without an ETA (a worker's first job, or before the audio is probed):
   remaining ≈ duration × (1 − progress) × rtf − (time since that progress was reported), with
   `rtf` starting at STT_POLL_RTF and following the jobs this API process has seen complete,
@@ -30,6 +32,7 @@ SMOOTHING: Final = 0.2  # weight of the newest completed job in the moving avera
 ETA_MIN_SECONDS: Final = 0.2
 ETA_MARGIN_SECONDS: Final = 0.05  # result event → projector → Redis
 ETA_OVERRUN_SHARE: Final = 0.1
+ETA_APPROACH_SECONDS: Final = 1.0  # above this, wait half the time left and look again
 
 
 class PollAdvisor:
@@ -51,7 +54,10 @@ class PollAdvisor:
         now = now or datetime.now(UTC)
         if record.eta is not None and record.stage == "transcribing":
             left = (record.eta - now).total_seconds() + ETA_MARGIN_SECONDS
-            wait = left if left > 0 else -left * ETA_OVERRUN_SHARE
+            if left > ETA_APPROACH_SECONDS:
+                wait = max(ETA_APPROACH_SECONDS, left / 2)
+            else:
+                wait = left if left > 0 else -left * ETA_OVERRUN_SHARE
             return _tenths_up(min(MAX_SECONDS, max(ETA_MIN_SECONDS, wait)))
         if not record.duration or record.progress is None:
             return DEFAULT_SECONDS

@@ -30,6 +30,32 @@ Cancelled = Callable[[SubmitEvent], Awaitable[bool]]  # was the job deleted by i
 PROGRESS_EVERY = 2.0  # seconds between progress events, so long jobs do not flood the topic
 
 
+class Eta:
+    """When a running job should finish: first from the worker's speed model, then refined by
+    the pace the job itself keeps (weighted by the share done), so pollers are told the truth
+    even when the machine is slower or faster than usual."""
+
+    def __init__(
+        self, request_id: str, began: datetime, expected: float | None, etas: dict[str, datetime]
+    ) -> None:
+        self.request_id = request_id
+        self.began = began
+        self.expected = expected
+        self.etas = etas
+        self.started = time.monotonic()
+        if expected is not None:
+            etas[request_id] = began + timedelta(seconds=expected)
+
+    def refine(self, share: float, reached: float) -> None:
+        """`share` of the audio was done at `reached` (time.monotonic())."""
+        seconds = reached - self.started
+        if not 0 < share < 1 or seconds <= 0:
+            return
+        by_pace = seconds / share
+        total = by_pace if self.expected is None else share * by_pace + (1 - share) * self.expected
+        self.etas[self.request_id] = self.began + timedelta(seconds=total)
+
+
 class JobRunner:
     def __init__(
         self,
@@ -108,10 +134,9 @@ class JobRunner:
             await self._stop_if_cancelled(job)
             began = time.monotonic()
             expected = self.speed.predict(duration)
-            if expected is not None:
-                self.etas[job.request_id] = datetime.now(UTC) + timedelta(seconds=expected)
+            eta = Eta(job.request_id, datetime.now(UTC), expected, self.etas)
             await report("transcribing", 0.0)
-            transcript = await self._transcribe(job, media, report)
+            transcript = await self._transcribe(job, media, report, eta)
             self.speed.observe(transcript.duration, time.monotonic() - began)
         finally:
             self.durations.pop(job.request_id, None)
@@ -131,13 +156,15 @@ class JobRunner:
             segments=transcript.segments,
         )
 
-    async def _transcribe(self, job: SubmitEvent, media: Path, report: Report) -> Transcript:
+    async def _transcribe(
+        self, job: SubmitEvent, media: Path, report: Report, eta: Eta
+    ) -> Transcript:
         loop = asyncio.get_running_loop()
-        latest: list[float] = []
+        latest: list[tuple[float, float]] = []  # (share done, when it was reached)
         last_sent = time.monotonic()
 
         def on_progress(share: float) -> None:  # runs in the inference thread
-            latest.append(share)
+            latest.append((share, time.monotonic()))
 
         async def pump() -> None:
             nonlocal last_sent
@@ -145,8 +172,10 @@ class JobRunner:
                 await asyncio.sleep(PROGRESS_EVERY)
                 if latest and time.monotonic() - last_sent >= PROGRESS_EVERY:
                     last_sent = time.monotonic()
+                    share, reached = latest[-1]
+                    eta.refine(share, reached)
                     try:
-                        await report("transcribing", round(latest[-1], 3))
+                        await report("transcribing", round(share, 3))
                     except Exception as exc:  # progress is best effort; the result is not
                         log.warning("progress not published: %s", exc)
 
