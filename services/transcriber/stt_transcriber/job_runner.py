@@ -27,7 +27,7 @@ from stt_transcriber.speed import SpeedModel
 log = logging.getLogger(__name__)
 Report = Callable[[str, float | None], Awaitable[None]]
 Cancelled = Callable[[SubmitEvent], Awaitable[bool]]  # was the job deleted by its client?
-PROGRESS_EVERY = 2.0  # seconds between progress events, so long jobs do not flood the topic
+PROGRESS_EVERY = 1.0  # seconds between progress events: fresh ETAs, yet no flood on long jobs
 
 
 class Eta:
