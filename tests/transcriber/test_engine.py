@@ -3,20 +3,48 @@
 from __future__ import annotations
 
 import time
+import wave
 from pathlib import Path
 
 import pytest
 
-from stt_transcriber.engine import Engine, WhisperEngine
+from stt_transcriber.engine import Engine, Transcript, WhisperEngine
 from stt_transcriber.errors import JobError
 from stt_transcriber.fake_engine import FakeEngine
-from tests.speech import ENGLISH, VIETNAMESE, wer
+from tests.speech import ENGLISH, VIETNAMESE, make_speech, wer
 from tests.transcriber.conftest import Speech
 
 # Measured with the base model, int8 on CPU, beam 5: 0.07 (wav, ogg) and 0.14 (mp3);
 # Vietnamese 0.63 (espeak's Vietnamese is hard to understand).
 ENGLISH_MAX_WER = 0.3
 VIETNAMESE_MAX_WER = 0.8
+# Windowed (30 s windows) against whole-file decoding of the same ~67 s, and each against the
+# words spoken; batched (batch 4) on the short clip against the words spoken. Measured: 0.03,
+# 0.07 (windowed) and 0.06 (whole); batched 0.07.
+WINDOWED_VS_WHOLE_MAX_WER = 0.15
+LONG_MAX_WER = 0.35
+BATCHED_MAX_WER = 0.35
+
+# About 67 s at 150 words per minute: varied sentences, so that the model cannot lean on
+# repetition, spoken one by one and joined with a short pause (where a window may be cut).
+LONG_SENTENCES = [
+    "the old farmer carried a wooden boat down to the harbour before sunrise.",
+    "a young engineer repaired the broken window while the rain kept falling.",
+    "my neighbour painted the garden fence a bright shade of yellow last summer.",
+    "the river pilot counted twelve glass bottles floating near the long bridge.",
+    "our teacher described an old map of the coast to the whole class.",
+    "the night nurse discovered a box of letters hidden behind the kitchen table.",
+    "a tired student borrowed three silver spoons from the school canteen.",
+    "the baker ordered a bag of coffee and a basket of bread for the market.",
+    "her grandmother planted seven green apple trees beside the quiet lake.",
+    "the city council measured the distance across the valley in the cold evening.",
+    "a small child followed the mountain guide to the top of the hill.",
+    "the radio host explained why the village clock had stopped at midnight.",
+    "the captain recorded the weather in a notebook as the wind grew stronger.",
+    "the train driver delivered a heavy suitcase to the busy hospital.",
+]
+LONG_ENGLISH = " ".join(LONG_SENTENCES)
+PAUSE_SECONDS = 0.3
 
 
 def test_model_loads_once_and_quickly(whisper_engine: WhisperEngine) -> None:
@@ -90,3 +118,65 @@ def test_fake_engine_delay_and_failure(tmp_path: Path) -> None:
     assert engine.calls == [(path, "en")]
     ok = FakeEngine().transcribe(path, "en")
     assert ok.duration == pytest.approx(2.0)  # from the size, as PCM, when PyAV cannot read it
+
+
+@pytest.fixture(scope="module")
+def long_english(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sentences of LONG_ENGLISH spoken one by one, joined with PAUSE_SECONDS of silence."""
+    folder = tmp_path_factory.mktemp("long")
+    path = folder / "long.wav"
+    with wave.open(str(path), "wb") as out:
+        for i, text in enumerate(LONG_SENTENCES):
+            with wave.open(str(make_speech(text, "en-us", folder / f"{i}.wav")), "rb") as part:
+                if i == 0:
+                    out.setparams(part.getparams())
+                out.writeframes(part.readframes(part.getnframes()))
+                out.writeframes(b"\0\0" * int(PAUSE_SECONDS * part.getframerate()))
+    return path
+
+
+def variant(engine: WhisperEngine, model_dir: Path, **settings: int | float) -> WhisperEngine:
+    """An engine with other model settings (loads the model again: about a second)."""
+    return WhisperEngine(str(model_dir), engine.settings.model_copy(update=settings))
+
+
+def assert_timeline(result: Transcript) -> None:
+    times = [t for s in result.segments for t in (s.start, s.end)]
+    assert times == sorted(times), times
+    assert 0 <= times[0] and times[-1] <= result.duration
+
+
+def test_long_audio_in_windows_matches_the_whole(
+    whisper_engine: WhisperEngine, whisper_model_dir: Path, long_english: Path
+) -> None:
+    windowed_engine = variant(whisper_engine, whisper_model_dir, window_seconds=30)
+    progress: list[float] = []
+    windowed = windowed_engine.transcribe(long_english, "auto", progress.append)
+    assert 60 <= windowed.duration <= 80  # so that it takes three windows
+    assert whisper_engine.settings.window_seconds > windowed.duration
+    whole = whisper_engine.transcribe(long_english, "auto")
+
+    assert wer(whole.text, windowed.text) <= WINDOWED_VS_WHOLE_MAX_WER, windowed.text
+    assert wer(LONG_ENGLISH, windowed.text) <= LONG_MAX_WER, windowed.text
+    assert wer(LONG_ENGLISH, whole.text) <= LONG_MAX_WER, whole.text
+    assert_timeline(windowed)
+    assert windowed.segments[-1].start > 45  # the later windows' times are on the file's clock
+    assert windowed.duration == whole.duration
+    assert (windowed.language, whole.language) == ("en", "en")
+    assert windowed.language_probability > 0.5
+    assert 0 < windowed.confidence <= 1
+    assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
+    assert " ".join(s.text for s in windowed.segments) == windowed.text
+
+
+def test_batched_mode(
+    whisper_engine: WhisperEngine, whisper_model_dir: Path, speech: Speech
+) -> None:
+    engine = variant(whisper_engine, whisper_model_dir, batch_size=4)
+    assert engine.batched is not None
+    progress: list[float] = []
+    result = engine.transcribe(speech.en_wav, "en", progress.append)
+    assert wer(ENGLISH, result.text) <= BATCHED_MAX_WER, result.text
+    assert result.language == "en" and 0 < result.confidence <= 1
+    assert result.duration == pytest.approx(9.7, abs=0.3)
+    assert progress[-1] == pytest.approx(1.0)

@@ -168,6 +168,20 @@ class ModelSettings(_Base):
     cpu_threads: int = Field(0, ge=0, description="0 lets CTranslate2 pick")
     beam_size: int = Field(5, ge=1, le=20)
     vad_filter: bool = False
+    window_seconds: float = Field(
+        300.0,
+        ge=30,
+        description="Longest piece of audio given to the model at once (cut at a pause): "
+        "bounds the memory of long files; a shorter file goes in whole",
+    )
+    batch_size: int = Field(
+        0,
+        ge=0,
+        description="0 = sequential decoding; N > 0 = faster-whisper's BatchedInferencePipeline, "
+        "N chunks of <= 30 s (cut by its Silero VAD) at once: faster on many cores or a GPU, "
+        "more memory, the text may differ slightly (chunks do not see each other's text) and "
+        "each chunk is one segment",
+    )
     cache_dir: Path = Path(".cache")
 
 

@@ -1,22 +1,36 @@
-"""The speech-to-text engine: a `Protocol` the worker depends on, and faster-whisper behind it."""
+"""The speech-to-text engine: a `Protocol` the worker depends on, and faster-whisper behind it.
+
+faster-whisper computes the log-mel features of all the audio it is given at once (several times
+the size of the samples), so long audio is fed to it in windows of at most `STT_WINDOW_SECONDS`,
+cut at pauses (`windows.py`); peak memory then grows with the length only by the samples.
+"""
 
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import av
-from faster_whisper import WhisperModel
+from faster_whisper import BatchedInferencePipeline, WhisperModel
+from faster_whisper.transcribe import Segment as WhisperSegment
+from faster_whisper.transcribe import TranscriptionInfo
 
 from stt_common.messages import Segment
 from stt_common.settings import ModelSettings
 from stt_transcriber.audio import invalid_media
-from stt_transcriber.decode import decode
+from stt_transcriber.decode import SAMPLE_RATE, Samples, decode
 from stt_transcriber.errors import JobError
+from stt_transcriber.windows import windows
+
+# The end of the previous window's tokens, given as the next one's prompt so that spelling, names
+# and punctuation carry over the cut: as many as Whisper keeps (n_text_ctx / 2 - 1), which is
+# what faster-whisper itself carries from one 30 s chunk to the next inside a window.
+PROMPT_TOKENS = 223
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,50 @@ class Engine(Protocol):
         ...
 
 
+class _Collected:
+    """The segments of all windows so far, on the whole file's clock, and the token statistics
+    behind `confidence`."""
+
+    def __init__(self, duration: float, on_progress: Callable[[float], None] | None) -> None:
+        self.duration = duration
+        self.on_progress = on_progress
+        self.segments: list[Segment] = []
+        self.logprob_sum = 0.0
+        self.token_count = 0
+        self.done = 0.0
+        self.tail: deque[int] = deque(maxlen=PROMPT_TOKENS)
+
+    def add(self, seg: WhisperSegment, offset: float, bound: float | None) -> None:
+        """One segment of the window that starts at `offset` seconds; with a `bound`, its times
+        are kept inside [offset, bound] so they cannot overlap the next window's."""
+        start, end = offset + seg.start, offset + seg.end
+        if bound is not None:
+            start, end = min(max(start, offset), bound), min(max(end, offset), bound)
+        text = seg.text.strip()
+        if text:
+            self.segments.append(Segment(start=round(start, 3), end=round(end, 3), text=text))
+        self.logprob_sum += seg.avg_logprob * len(seg.tokens)
+        self.token_count += len(seg.tokens)
+        self.tail.extend(seg.tokens)
+        self.progress(end)
+
+    def progress(self, seconds: float) -> None:
+        """Reports the share of the whole file done, never going back."""
+        if self.on_progress is not None and self.duration > 0:
+            self.done = max(self.done, min(1.0, seconds / self.duration))
+            self.on_progress(self.done)
+
+    def prompt(self) -> list[int] | None:
+        """The last tokens so far, None before any. Tokens rather than text: they keep the
+        timestamp tokens, and a prompt without them leads Whisper to leave them out too (one
+        segment for a whole window)."""
+        return list(self.tail) or None
+
+    def confidence(self) -> float:
+        value = math.exp(self.logprob_sum / self.token_count) if self.token_count else 0.0
+        return min(1.0, max(0.0, value))
+
+
 class WhisperEngine:
     """faster-whisper (CTranslate2), with the model loaded once and shared by every job."""
 
@@ -55,6 +113,8 @@ class WhisperEngine:
             compute_type=settings.compute_type,
             cpu_threads=settings.cpu_threads,
         )
+        # Wraps the same model (no weights of its own), so building it once costs nothing.
+        self.batched = BatchedInferencePipeline(self.model) if settings.batch_size > 0 else None
         self.load_seconds = time.perf_counter() - started
 
     def transcribe(
@@ -65,6 +125,11 @@ class WhisperEngine:
     ) -> Transcript:
         """Transcribe `path`, calling `on_progress` with the share of the audio done (0-1).
 
+        Audio longer than `window_seconds` goes to the model window by window: the language is
+        detected on the first window (when not given) and used for the rest, each window after
+        the first gets the last tokens so far as its prompt (sequential mode), and segment
+        times are moved onto the whole file's clock. A shorter file is one call, as before.
+
         `confidence` is the geometric mean of the model's per-token probabilities over the
         whole transcript: exp(sum(avg_logprob * tokens) / sum(tokens)) over the segments,
         clamped to [0, 1]; 0.0 when nothing was said. faster-whisper's `avg_logprob` is the
@@ -74,28 +139,24 @@ class WhisperEngine:
         requested = None if language in (None, "", "auto") else language
         # Decoded here, within the sample bound, rather than by faster-whisper (unbounded).
         audio = decode(path, self.max_audio_seconds)
+        duration = audio.size / SAMPLE_RATE
+        bounds = windows(audio, SAMPLE_RATE, self.settings.window_seconds)
+        collected = _Collected(duration, on_progress)
+        first: TranscriptionInfo | None = None
         try:
-            segments_iter, info = self.model.transcribe(
-                audio,
-                language=requested,
-                beam_size=self.settings.beam_size,
-                vad_filter=self.settings.vad_filter,
-            )
-            segments: list[Segment] = []
-            texts: list[str] = []
-            logprob_sum = 0.0
-            token_count = 0
-            for seg in segments_iter:  # decoding happens lazily, one window at a time
-                text = seg.text.strip()
-                if text:
-                    texts.append(text)
-                    segments.append(
-                        Segment(start=round(seg.start, 3), end=round(seg.end, 3), text=text)
-                    )
-                logprob_sum += seg.avg_logprob * len(seg.tokens)
-                token_count += len(seg.tokens)
-                if on_progress is not None and info.duration > 0:
-                    on_progress(min(1.0, seg.end / info.duration))
+            for start, end in bounds:
+                # A view, not a copy; the window's features live only inside this call.
+                info = self._window(
+                    audio[start:end],
+                    start / SAMPLE_RATE,
+                    requested if first is None else first.language,
+                    collected,
+                    # A single window keeps the model's times untouched, as before windowing.
+                    bound=end / SAMPLE_RATE if len(bounds) > 1 else None,
+                )
+                if first is None:
+                    first = info
+                collected.progress(end / SAMPLE_RATE)
         except av.FFmpegError as exc:  # first: some (InvalidDataError) subclass ValueError
             raise invalid_media(exc) from exc
         except ValueError as exc:
@@ -105,14 +166,44 @@ class WhisperEngine:
                     "unsupported_language",
                 ) from exc
             raise
-        if on_progress is not None:
-            on_progress(1.0)
-        confidence = math.exp(logprob_sum / token_count) if token_count else 0.0
+        assert first is not None  # `windows` always gives at least one
         return Transcript(
-            text=" ".join(texts),
-            segments=segments,
-            duration=info.duration,
-            language=info.language,
-            language_probability=info.language_probability,
-            confidence=min(1.0, max(0.0, confidence)),
+            text=" ".join(s.text for s in collected.segments),
+            segments=collected.segments,
+            duration=duration,
+            language=first.language,
+            language_probability=first.language_probability,
+            confidence=collected.confidence(),
         )
+
+    def _window(
+        self,
+        audio: Samples,
+        offset: float,
+        language: str | None,
+        collected: _Collected,
+        bound: float | None,
+    ) -> TranscriptionInfo:
+        """Transcribe one window starting at `offset` seconds into `collected`."""
+        if self.batched is not None:
+            # The pipeline gives one prompt to every <= 30 s chunk of the window, where it would
+            # be context for the first only, so batched windows go without (as its chunks do).
+            # Its VAD is required: it is what cuts audio over 30 s into chunks.
+            segments, info = self.batched.transcribe(
+                audio,
+                language=language,
+                beam_size=self.settings.beam_size,
+                batch_size=self.settings.batch_size,
+                vad_filter=True,
+            )
+        else:
+            segments, info = self.model.transcribe(
+                audio,
+                language=language,
+                beam_size=self.settings.beam_size,
+                vad_filter=self.settings.vad_filter,
+                initial_prompt=collected.prompt(),
+            )
+        for seg in segments:  # decoding happens lazily, one 30 s chunk (or batch) at a time
+            collected.add(seg, offset, bound)
+        return info

@@ -1,0 +1,64 @@
+"""Where to cut long audio into windows the model is fed one at a time.
+
+faster-whisper computes the log-mel features of all the audio it is given at once, so the engine
+feeds it windows of bounded length instead of the whole file. A window ends in the quietest short
+frame (lowest RMS over 100 ms, its neighbours included) in the last few seconds before the limit,
+so a word is rarely cut in two; where nothing there is markedly quieter than the rest
+(continuous speech or noise), it ends at the limit itself, which keeps windows as long as allowed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+SEARCH_SECONDS = 10.0
+FRAME_SECONDS = 0.1
+# A frame is a pause when its RMS is at most this share of the search zone's median RMS ...
+QUIET_SHARE = 0.5
+# ... or below this level (about -80 dBFS), which also covers a zone of digital silence.
+SILENCE_RMS = 1e-4
+
+
+def windows(
+    audio: npt.NDArray[np.float32],
+    sample_rate: int,
+    window_seconds: float,
+    search_seconds: float = SEARCH_SECONDS,
+    frame_seconds: float = FRAME_SECONDS,
+) -> list[tuple[int, int]]:
+    """(start, end) sample indices of windows that tile `audio` exactly, each at most
+    `window_seconds` long; one window when the audio fits in one."""
+    limit = int(window_seconds * sample_rate)
+    if limit < 1:
+        raise ValueError(f"window_seconds must give at least one sample, not {window_seconds}")
+    frame = max(1, int(frame_seconds * sample_rate))
+    search = min(int(search_seconds * sample_rate), limit // 2)  # a zone inside the window
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    while audio.size - start > limit:
+        end = quiet_cut(audio[start + limit - search : start + limit], frame)
+        end += start + limit - search
+        bounds.append((start, end))
+        start = end
+    bounds.append((start, audio.size))
+    return bounds
+
+
+def quiet_cut(zone: npt.NDArray[np.float32], frame: int) -> int:
+    """The index in `zone` to cut at: the centre of its quietest frame, or `zone.size` (its end)
+    when no frame is a pause. Frames are counted back from the end; a partial one is ignored."""
+    count = zone.size // frame
+    if count < 2:
+        return zone.size
+    frames = zone[zone.size - count * frame :].reshape(count, frame).astype(np.float64)
+    power = np.mean(frames * frames, axis=1)
+    # Each frame is judged with its neighbours (300 ms), so a pause between words beats the
+    # silent closure of a stop consonant inside one (synthetic speech has both at zero).
+    padded = np.concatenate(([power[0]], power, [power[-1]]))
+    rms = np.sqrt((padded[:-2] + padded[1:-1] + padded[2:]) / 3)
+    # Of equally quiet frames the latest wins, so windows stay as long as they may be.
+    best = count - 1 - int(np.argmin(rms[::-1]))
+    if rms[best] > max(QUIET_SHARE * float(np.median(rms)), SILENCE_RMS):
+        return zone.size
+    return zone.size - (count - best) * frame + frame // 2

@@ -1,0 +1,85 @@
+"""The cut points of long audio (`stt_transcriber.windows`), on synthetic signals, and the
+STT_WINDOW_SECONDS setting that sizes them."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from stt_common.settings import ModelSettings, SettingsError, load
+from stt_transcriber.windows import windows
+
+RATE = 16_000
+
+
+def noise(seconds: float, seed: int = 0, level: float = 0.3) -> npt.NDArray[np.float32]:
+    """Continuous 'speech': white noise, with no quiet spot anywhere."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(int(seconds * RATE)) * level).astype(np.float32)
+
+
+def assert_tiles(bounds: list[tuple[int, int]], size: int, limit_seconds: float) -> None:
+    assert bounds[0][0] == 0 and bounds[-1][1] == size
+    for (_, end), (start, _) in itertools.pairwise(bounds):
+        assert end == start  # no gap, no overlap
+    assert all(0 < end - start <= limit_seconds * RATE for start, end in bounds)
+
+
+def test_a_pause_in_the_search_zone_is_where_the_window_ends() -> None:
+    audio = noise(70)
+    audio[int(25.0 * RATE) : int(25.4 * RATE)] = 0.0  # 5 s before the 30 s limit
+    bounds = windows(audio, RATE, 30)
+    first_end = bounds[0][1]
+    assert 25.0 * RATE <= first_end <= 25.4 * RATE
+    assert_tiles(bounds, audio.size, 30)
+
+
+def test_a_quieter_stretch_wins_over_louder_speech() -> None:
+    audio = noise(45)
+    audio[int(27.0 * RATE) : int(27.3 * RATE)] *= 0.05  # soft, not silent
+    audio[int(12.0 * RATE) : int(13.0 * RATE)] = 0.0  # silent, but before the search zone
+    bounds = windows(audio, RATE, 30)
+    assert 27.0 * RATE <= bounds[0][1] <= 27.3 * RATE
+
+
+def test_without_a_quiet_spot_the_cut_falls_at_the_limit() -> None:
+    audio = noise(95, seed=3)
+    bounds = windows(audio, RATE, 30)
+    assert [end for _, end in bounds[:-1]] == [30 * RATE, 60 * RATE, 90 * RATE]
+    assert_tiles(bounds, audio.size, 30)
+
+
+def test_silence_everywhere_cuts_as_late_as_possible() -> None:
+    audio = np.zeros(65 * RATE, dtype=np.float32)
+    bounds = windows(audio, RATE, 30)
+    assert_tiles(bounds, audio.size, 30)
+    assert bounds[0][1] >= 29.9 * RATE  # the last frame before the limit
+
+
+@pytest.mark.parametrize("seconds", [31.0, 300.5, 601.0, 1234.56])
+def test_windows_tile_the_audio_exactly(seconds: float) -> None:
+    audio = noise(seconds, seed=int(seconds))
+    rng = np.random.default_rng(1)
+    for at in rng.uniform(0, seconds - 1, size=int(seconds // 20)):  # pauses here and there
+        audio[int(at * RATE) : int((at + 0.3) * RATE)] = 0.0
+    for limit in (30.0, 45.5, 300.0):
+        assert_tiles(windows(audio, RATE, limit), audio.size, limit)
+
+
+@pytest.mark.parametrize("seconds", [0.01, 5.0, 30.0])
+def test_audio_that_fits_is_one_window(seconds: float) -> None:
+    audio = noise(seconds)
+    assert windows(audio, RATE, 30) == [(0, audio.size)]
+
+
+def test_window_seconds_below_30_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STT_WINDOW_SECONDS", "10")
+    with pytest.raises(SettingsError) as caught:
+        load(ModelSettings)
+    message = str(caught.value)
+    assert "STT_WINDOW_SECONDS" in message and "30" in message and "\n" not in message
+    monkeypatch.setenv("STT_WINDOW_SECONDS", "30")
+    assert load(ModelSettings).window_seconds == 30
