@@ -162,14 +162,11 @@ async def run_phase(
 
 
 async def run_config(
-    bench: Bench, env: dict[str, str], name: str, workers: int, pinned: bool, fixes: str,
+    bench: Bench, env: dict[str, str], name: str, workers: int, pinned: bool,
     duration: float, scratch: Path, completed_ids: Path, processing_ids: Path | None,
 ) -> tuple[dict[str, Any], Path]:
     slug = "".join(c if c.isalnum() else "-" for c in name)
-    if fixes:
-        api = bench.api_variant(env, fixes, name=f"api-{slug}")
-    else:
-        api = bench.api(env, workers=workers, name=f"api-{slug}")
+    api = bench.api(env, workers=workers, name=f"api-{slug}")
     assert api.proc is not None
     try:
         await asyncio.sleep(1.0 if workers == 1 else 3.0)  # every worker process up
@@ -179,7 +176,6 @@ async def run_config(
         accepted = scratch / f"accepted-{name}.txt"
         results: dict[str, Any] = {
             "api_processes": workers, "pinned": pinned, "connections": CONNECTIONS,
-            "fixes": fixes or None,
             "rate_limit": env.get("STT_RATE_LIMIT_PER_MINUTE") != "0",
         }
         results["submit"] = await run_phase(
@@ -290,15 +286,15 @@ async def run(bench: Bench) -> dict[str, Any]:
     completed_ids = scratch / "completed.txt"
     completed_ids.write_text("\n".join(made.pop("ids")))
     no_limit = {"STT_RATE_LIMIT_PER_MINUTE": "0"}
-    # (name, API processes, pinned, proposed fixes applied from outside, extra settings)
-    configs: list[tuple[str, int, bool, str, dict[str, str]]] = [
-        ("1 process, pinned", 1, True, "", {}),
-        ("1 process, pinned, no rate limit", 1, True, "", no_limit),
-        ("2 processes", 2, False, "", {}),
+    # (name, API processes, pinned, extra settings)
+    configs: list[tuple[str, int, bool, dict[str, str]]] = [
+        ("1 process, pinned", 1, True, {}),
+        ("1 process, pinned, no rate limit", 1, True, no_limit),
+        ("2 processes", 2, False, {}),
     ]
     if not bench.quick:
-        configs.insert(1, ("1 process, unpinned", 1, False, "", {}))
-        configs.append(("4 processes", 4, False, "", {}))
+        configs.insert(1, ("1 process, unpinned", 1, False, {}))
+        configs.append(("4 processes", 4, False, {}))
     out: dict[str, Any] = {
         "cpu_count": CPU_COUNT,
         "connections": CONNECTIONS,
@@ -311,9 +307,9 @@ async def run(bench: Bench) -> dict[str, Any]:
     processing_ids: Path | None = None
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in configs}
     for _ in range(out["rounds"]):  # configurations interleaved, so drift hits them alike
-        for name, workers, pinned, fixes, extra in configs:
+        for name, workers, pinned, extra in configs:
             result, processing_ids = await run_config(
-                bench, env | extra, name, workers, pinned, fixes, duration, scratch,
+                bench, env | extra, name, workers, pinned, duration, scratch,
                 completed_ids, processing_ids,
             )
             rounds[name].append(result)

@@ -8,8 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -61,19 +59,6 @@ class ModelConfig:
         }
 
 
-class Variant(processes.Api):
-    """`python -m bench.api_variants ...` instead of `stt api`."""
-
-    def start(self) -> Variant:
-        self.starts += 1
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.api_variants", *self.args],
-            env=self.env, cwd=self.workdir, stdout=log, stderr=log,
-        )
-        return self
-
-
 @dataclass
 class Bench:
     """What every scenario gets: the servers, the media server, a scratch dir, the model."""
@@ -113,17 +98,6 @@ class Bench:
         if workers > 1:
             args += ["--workers", str(workers)]
         service = processes.Api(name, args, env, self.workdir, port=port)
-        service.start()
-        self.services.append(service)
-        service.wait_ready()
-        return service
-
-    def api_variant(self, env: dict[str, str], fixes: str, name: str) -> processes.Api:
-        """The API with proposed fixes applied from outside (see `bench.api_variants`)."""
-        port = processes.free_port()
-        service = Variant(
-            name, [fixes, str(port)], env | {"PYTHONPATH": str(REPO)}, self.workdir, port=port
-        )
         service.start()
         self.services.append(service)
         service.wait_ready()
