@@ -61,6 +61,29 @@ def too_long(max_seconds: float) -> JobError:
     )
 
 
+class _Samples:
+    """Float32 samples written in place as frames arrive, into a buffer sized from the header's
+    length: no int16 copy beside the float32 one, so decoding peaks at the samples themselves
+    (plus a little), however long the file. A header that understates grows the buffer by half;
+    the slack is given back at the end by `resize`, which reallocates in place."""
+
+    def __init__(self, declared_seconds: float, limit: int) -> None:
+        expected = int(declared_seconds * 1.01 * SAMPLE_RATE) + SAMPLE_RATE
+        self.buffer: Samples = np.empty(min(max(expected, 60 * SAMPLE_RATE), limit + 1), np.float32)
+        self.size = 0
+
+    def add(self, pcm: npt.NDArray[np.int16]) -> None:
+        end = self.size + pcm.size
+        if end > self.buffer.size:
+            self.buffer.resize(max(end, self.buffer.size * 3 // 2), refcheck=False)
+        np.multiply(pcm, 1.0 / 32768.0, out=self.buffer[self.size : end], casting="unsafe")
+        self.size = end
+
+    def result(self) -> Samples:
+        self.buffer.resize(self.size, refcheck=False)
+        return self.buffer
+
+
 def decode(path: Path, max_seconds: float) -> Samples:
     """Mono 16 kHz float32 samples of the first audio stream, at most `max_seconds` of them.
 
@@ -70,9 +93,8 @@ def decode(path: Path, max_seconds: float) -> Samples:
     if path.stat().st_size == 0:
         raise empty_media()
     limit = int(max_seconds * SAMPLE_RATE)
-    chunks: list[npt.NDArray[np.int16]] = []
-    total = 0
     declared = 0.0
+    samples: _Samples | None = None
     resampler = AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
@@ -82,23 +104,25 @@ def decode(path: Path, max_seconds: float) -> Samples:
                     "invalid_media",
                 )
             declared = declared_seconds(container)
+            samples = _Samples(declared, limit)
             for frame in itertools.chain(_frames(container), [None]):  # None: flush
                 for out in resampler.resample(frame):
-                    samples = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
-                    total += samples.size
-                    if total > limit:
+                    pcm = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+                    if samples.size + pcm.size > limit:
                         raise too_long(max_seconds)
-                    chunks.append(samples)
+                    samples.add(pcm)
     except (av.FFmpegError, ValueError, UnicodeDecodeError) as exc:
         raise invalid_media(exc) from exc
     finally:
         # PyAV's resampler holds native buffers that only a collection frees (faster-whisper #390).
         del resampler
         gc.collect()
-    return _checked(chunks, total, declared)
+    assert samples is not None
+    _check(samples.size, declared)
+    return samples.result()
 
 
-def _checked(chunks: list[npt.NDArray[np.int16]], total: int, declared: float) -> Samples:
+def _check(total: int, declared: float) -> None:
     if total == 0:
         raise JobError("Invalid format: no audio could be decoded from the file", "invalid_media")
     seconds = total / SAMPLE_RATE
@@ -108,12 +132,3 @@ def _checked(chunks: list[npt.NDArray[np.int16]], total: int, declared: float) -
             f"only {clock(seconds)} could be decoded)",
             "invalid_media",
         )
-    audio = np.empty(total, dtype=np.float32)
-    at = 0
-    chunks.reverse()
-    while chunks:  # converted piece by piece, so int16 and float32 copies never both peak
-        piece = chunks.pop()
-        audio[at : at + piece.size] = piece
-        at += piece.size
-    audio /= 32768.0
-    return audio

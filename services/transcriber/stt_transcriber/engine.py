@@ -22,6 +22,7 @@ from faster_whisper.transcribe import TranscriptionInfo
 
 from stt_common.messages import Segment
 from stt_common.settings import ModelSettings
+from stt_transcriber import heap
 from stt_transcriber.audio import invalid_media
 from stt_transcriber.decode import SAMPLE_RATE, Samples, decode
 from stt_transcriber.errors import JobError
@@ -139,6 +140,7 @@ class WhisperEngine:
         requested = None if language in (None, "", "auto") else language
         # Decoded here, within the sample bound, rather than by faster-whisper (unbounded).
         audio = decode(path, self.max_audio_seconds)
+        heap.release()
         duration = audio.size / SAMPLE_RATE
         bounds = windows(audio, SAMPLE_RATE, self.settings.window_seconds)
         collected = _Collected(duration, on_progress)
@@ -156,6 +158,7 @@ class WhisperEngine:
                 )
                 if first is None:
                     first = info
+                heap.release()  # the window's features are gone: give their pages back
                 collected.progress(end / SAMPLE_RATE)
         except av.FFmpegError as exc:  # first: some (InvalidDataError) subclass ValueError
             raise invalid_media(exc) from exc

@@ -1,13 +1,18 @@
 """Where to cut long audio into windows the model is fed one at a time.
 
 faster-whisper computes the log-mel features of all the audio it is given at once, so the engine
-feeds it windows of bounded length instead of the whole file. A window ends in the quietest short
-frame (lowest RMS over 100 ms, its neighbours included) in the last few seconds before the limit,
-so a word is rarely cut in two; where nothing there is markedly quieter than the rest
-(continuous speech or noise), it ends at the limit itself, which keeps windows as long as allowed.
+feeds it windows of bounded length instead of the whole file. The audio is shared out into
+windows of about equal length, never a short one at the end: a few seconds of trailing silence
+given to the model alone, with the previous window's words as its prompt, made it loop on
+hallucinated text for longer than a whole window takes. Each boundary is placed in the quietest
+short frame (lowest RMS over 100 ms, its neighbours included) within a few seconds of its even
+share, so a word is rarely cut in two; where nothing there is markedly quieter than the rest
+(continuous speech or noise), it falls at the end of that zone.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import numpy.typing as npt
@@ -32,13 +37,20 @@ def windows(
     limit = int(window_seconds * sample_rate)
     if limit < 1:
         raise ValueError(f"window_seconds must give at least one sample, not {window_seconds}")
+    if audio.size <= limit:
+        return [(0, audio.size)]
     frame = max(1, int(frame_seconds * sample_rate))
-    search = min(int(search_seconds * sample_rate), limit // 2)  # a zone inside the window
+    search = min(int(search_seconds * sample_rate), limit // 2)
+    # Even shares of at most limit - search, and each cut within search / 2 of its share's
+    # end, so that no window is longer than the limit.
+    count = math.ceil(audio.size / (limit - search))
+    share = audio.size / count
     bounds: list[tuple[int, int]] = []
     start = 0
-    while audio.size - start > limit:
-        end = quiet_cut(audio[start + limit - search : start + limit], frame)
-        end += start + limit - search
+    for k in range(1, count):
+        zone_end = round(k * share) + search // 2
+        zone_start = max(start + frame, zone_end - search)
+        end = zone_start + quiet_cut(audio[zone_start:zone_end], frame)
         bounds.append((start, end))
         start = end
     bounds.append((start, audio.size))
