@@ -67,7 +67,9 @@ def snippet(data: dict[str, Any], images: str, report: str | None) -> str:
             f"**{o['overhead_ratio']:.2f}** for a client that follows the service's poll hint; "
             f"{o['overhead_ratio_ideal']:.3f} for a zero-delay poller. The pipeline's own "
             f"stages (API, Kafka, download, publish, projection) take about {pipeline_ms:.0f} "
-            "ms; the gap is the wait the poll hint asks for."
+            f"ms, and the hint's client polls {f['stages_seconds']['polling_delay_hint']:.2f} s "
+            "after the result on average; the rest is the model running slower in the worker "
+            "than in the benchmark's own process (medians of separate runs do not add up)."
         )
     if "api" in s:
         a = s["api"]["configs"]
@@ -522,7 +524,16 @@ def long_section(lg: dict[str, Any]) -> str:
         "(a padded copy of the samples, the framed signal and a complex64 STFT, ≈ 160 kB per "
         "second against 64 kB/s of samples), and the batched pipeline runs its VAD over the "
         "whole input and computes every chunk's features before the first batch; with windows, "
-        "both are bounded by the window, so only the decoded samples should grow with the file."
+        "both are bounded by the window, so only the decoded samples should grow with the file "
+        "(decoding writes them in place, without a second copy). What is left over was traced "
+        "in one process (`WhisperEngine.transcribe` on the 5- and 30-minute files): decoding "
+        "peaks at the samples, the first window's peak is the same as the 5-minute file's, "
+        "and each later window peaks a little higher (+70 MiB by the second, +120 MiB by the "
+        "seventh) although the resident size after each window falls back, even with "
+        "`malloc_trim` after every window (`stt_transcriber.heap`): the heap fragments across "
+        "windows (glibc arenas of the inference threads). Smaller windows "
+        "(`STT_WINDOW_SECONDS`) lower each window's share; running each window in a process of "
+        "its own would end the creep at the cost of the model in each."
     )]
     out += ["", (
         f"**Batched** is {files['long']['speedup_batched']:.1f}× as fast on "
