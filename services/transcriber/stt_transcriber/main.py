@@ -13,7 +13,8 @@ from stt_common import bus, cancellation, job_store, lifecycle, logs, metrics
 from stt_common.messages import SubmitEvent
 from stt_common.model_files import resolve_model
 from stt_common.publisher import Publisher
-from stt_common.settings import Settings
+from stt_common.settings import ModelSettings, Settings, load
+from stt_transcriber import heap
 from stt_transcriber.engine import Engine, WhisperEngine
 from stt_transcriber.fake_engine import FakeEngine
 from stt_transcriber.job_runner import JobRunner
@@ -73,4 +74,5 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="stt transcriber", description="Run a transcriber worker")
     parser.parse_args(argv)
     logs.setup("transcriber")
+    heap.tune(batched=load(ModelSettings).batch_size > 0)  # before any thread: see heap.py
     return asyncio.run(_main())
