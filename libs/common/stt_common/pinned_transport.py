@@ -86,3 +86,12 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
             max_keepalive_connections=5,
             network_backend=PinnedBackend(pins),
         )
+
+
+def pinned_client(pins: Pins, timeout: httpx.Timeout) -> httpx.AsyncClient:
+    """A client that connects only to `pins` and follows no redirect by itself (the caller
+    checks each hop). trust_env=False: a proxy from the environment would make the address
+    check moot."""
+    return httpx.AsyncClient(
+        transport=PinnedTransport(pins), timeout=timeout, follow_redirects=False, trust_env=False
+    )

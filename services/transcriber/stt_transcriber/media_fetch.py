@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from stt_common.pinned_transport import PinnedTransport, Pins, origin_key
+from stt_common.pinned_transport import Pins, origin_key, pinned_client
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_common.url_guard import refusal, resolve
 from stt_transcriber.errors import DOWNLOAD_FAILED, JobError, empty_media, too_large
@@ -49,15 +49,9 @@ async def _fetch_http(url: str, dest: Path, fetch: FetchSettings, minio: tuple[s
     host = urlsplit(url).hostname or ""
     pins: Pins = {}  # filled by _guard; the transport connects to nothing else
     try:
-        # trust_env=False: a proxy from the environment would make the address check moot.
         async with (
             asyncio.timeout(fetch.total_timeout),
-            httpx.AsyncClient(
-                transport=PinnedTransport(pins),
-                timeout=timeout,
-                follow_redirects=False,
-                trust_env=False,
-            ) as client,
+            pinned_client(pins, timeout) as client,
         ):
             current = url
             for _ in range(fetch.max_redirects + 1):

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from stt_common.pinned_transport import PinnedTransport, Pins, origin_key
+from stt_common.pinned_transport import Pins, origin_key, pinned_client
 from stt_common.settings import WebhookSettings
 from stt_common.url_guard import refusal, resolve
 
@@ -85,15 +85,9 @@ async def post(url: str, body: bytes, headers: dict[str, str], settings: Webhook
     await guard(url, settings.webhook_allow_hosts, pins)
     timeout = httpx.Timeout(settings.webhook_timeout, connect=settings.webhook_connect_timeout)
     try:
-        # trust_env=False: a proxy from the environment would make the address check moot.
         async with (
             asyncio.timeout(settings.webhook_timeout),
-            httpx.AsyncClient(
-                transport=PinnedTransport(pins),
-                timeout=timeout,
-                follow_redirects=False,
-                trust_env=False,
-            ) as client,
+            pinned_client(pins, timeout) as client,
             client.stream("POST", url, content=body, headers=headers) as response,
         ):
             check_status(response)
