@@ -97,15 +97,15 @@ def test_speed_model_ignores_empty_measurements() -> None:
 
 
 def test_eta_follows_the_pace_the_job_keeps() -> None:
-    etas: dict[str, datetime] = {}
     began = datetime(2026, 1, 1, tzinfo=UTC)
-    eta = Eta("j", began, 10.0, etas)
-    assert etas["j"] == began + timedelta(seconds=10)
+    eta = Eta(began, 10.0)
+    assert eta.at == began + timedelta(seconds=10)
     eta.refine(0.5, eta.started + 3.0)  # half done in 3 s: 6 s at this pace
-    assert etas["j"] == began + timedelta(seconds=0.5 * 6 + 0.5 * 10)
+    assert eta.at == began + timedelta(seconds=0.5 * 6 + 0.5 * 10)
     eta.refine(0.9, eta.started + 5.4)
-    assert (etas["j"] - began).total_seconds() == pytest.approx(0.9 * 6 + 0.1 * 10)
-    unknown = Eta("k", began, None, etas)
-    assert "k" not in etas  # no guess before the first measurement
+    assert eta.at is not None
+    assert (eta.at - began).total_seconds() == pytest.approx(0.9 * 6 + 0.1 * 10)
+    unknown = Eta(began, None)
+    assert unknown.at is None  # no guess before the first measurement
     unknown.refine(0.25, unknown.started + 2.0)
-    assert etas["k"] == began + timedelta(seconds=8)
+    assert unknown.at == began + timedelta(seconds=8)

@@ -35,16 +35,11 @@ class Eta:
     the pace the job itself keeps (weighted by the share done), so pollers are told the truth
     even when the machine is slower or faster than usual."""
 
-    def __init__(
-        self, request_id: str, began: datetime, expected: float | None, etas: dict[str, datetime]
-    ) -> None:
-        self.request_id = request_id
+    def __init__(self, began: datetime, expected: float | None) -> None:
         self.began = began
         self.expected = expected
-        self.etas = etas
         self.started = time.monotonic()
-        if expected is not None:
-            etas[request_id] = began + timedelta(seconds=expected)
+        self.at = began + timedelta(seconds=expected) if expected is not None else None
 
     def refine(self, share: float, reached: float) -> None:
         """`share` of the audio was done at `reached` (time.monotonic())."""
@@ -53,7 +48,7 @@ class Eta:
             return
         by_pace = seconds / share
         total = by_pace if self.expected is None else share * by_pace + (1 - share) * self.expected
-        self.etas[self.request_id] = self.began + timedelta(seconds=total)
+        self.at = self.began + timedelta(seconds=total)
 
 
 class JobRunner:
@@ -69,7 +64,7 @@ class JobRunner:
         self.engine = engine
         self.cancelled = cancelled
         self.durations: dict[str, float] = {}  # audio length of running jobs, once probed
-        self.etas: dict[str, datetime] = {}  # when running jobs should finish, once transcribing
+        self.etas: dict[str, Eta] = {}  # when running jobs should finish, once transcribing
         self.speed = SpeedModel()  # this worker's engine time per job length, measured
         self.fetch = fetch
         self.minio = minio
@@ -96,7 +91,12 @@ class JobRunner:
         duration = self.durations.get(job.request_id)
         eta = self.etas.get(job.request_id)
         return self._result(
-            job, JobStatus.PROCESSING, stage=stage, progress=share, duration=duration, eta=eta
+            job,
+            JobStatus.PROCESSING,
+            stage=stage,
+            progress=share,
+            duration=duration,
+            eta=eta.at if eta is not None else None,
         )
 
     async def _stop_if_cancelled(self, job: SubmitEvent) -> None:
@@ -132,12 +132,11 @@ class JobRunner:
             if duration > 0:
                 self.durations[job.request_id] = round(duration, 3)
             await self._stop_if_cancelled(job)
-            began = time.monotonic()
-            expected = self.speed.predict(duration)
-            eta = Eta(job.request_id, datetime.now(UTC), expected, self.etas)
+            eta = Eta(datetime.now(UTC), self.speed.predict(duration))
+            self.etas[job.request_id] = eta
             await report("transcribing", 0.0)
             transcript = await self._transcribe(job, media, report, eta)
-            self.speed.observe(transcript.duration, time.monotonic() - began)
+            self.speed.observe(transcript.duration, time.monotonic() - eta.started)
         finally:
             self.durations.pop(job.request_id, None)
             self.etas.pop(job.request_id, None)
