@@ -13,7 +13,7 @@ from stt_common import bus, cancellation, job_store, lifecycle, logs, metrics
 from stt_common.messages import SubmitEvent
 from stt_common.model_files import resolve_model
 from stt_common.publisher import Publisher
-from stt_common.settings import ModelSettings, Settings, load
+from stt_common.settings import Settings
 from stt_transcriber import heap
 from stt_transcriber.engine import Engine, WhisperEngine
 from stt_transcriber.fake_engine import FakeEngine
@@ -34,8 +34,7 @@ def load_engine(settings: Settings) -> Engine:
     return engine
 
 
-async def _main() -> int:
-    settings = Settings()
+async def _main(settings: Settings) -> int:
     worker_id = settings.worker.id or f"{socket.gethostname()}-{os.getpid()}"
     metrics.serve(settings.metrics.port, settings.metrics.host)
     engine = await asyncio.to_thread(load_engine, settings)  # once per process, not per job
@@ -74,5 +73,6 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="stt transcriber", description="Run a transcriber worker")
     parser.parse_args(argv)
     logs.setup("transcriber")
-    heap.tune(batched=load(ModelSettings).batch_size > 0)  # before any thread: see heap.py
-    return asyncio.run(_main())
+    settings = Settings()
+    heap.tune(batched=settings.model.batch_size > 0)  # before any thread: see heap.py
+    return asyncio.run(_main(settings))
