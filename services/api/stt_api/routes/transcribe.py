@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 
 from stt_api import polling, subtitles
 from stt_api.submit_events import PublishError, SubmitPublisher
@@ -40,17 +40,6 @@ router = APIRouter(
         429: {"model": ErrorResponse, "description": "Rate limit; see Retry-After"},
     },
 )
-
-
-# async: a plain `def` dependency costs a thread-pool hop per request (measured in bench/).
-async def _store(request: Request) -> JobStore:
-    store: JobStore = request.app.state.job_store
-    return store
-
-
-async def _publisher(request: Request) -> SubmitPublisher:
-    publisher: SubmitPublisher = request.app.state.publisher
-    return publisher
 
 
 def _respond(
@@ -166,13 +155,11 @@ async def poll(
     summary="Forget a job and cancel it at its next safe point",
     responses={404: {"model": ErrorResponse, "description": "Unknown or expired job"}},
 )
-async def delete(
-    request_id: Annotated[RequestId, Path()],
-    store: Annotated[JobStore, Depends(_store)],
-    publisher: Annotated[SubmitPublisher, Depends(_publisher)],
-) -> Response:
+async def delete(request_id: Annotated[RequestId, Path()], request: Request) -> Response:
     """The job disappears at once (polls answer 404). A transcriber still working on it stops
     before its next step and its late events are dropped (see `stt_common.cancellation`)."""
+    store: JobStore = request.app.state.job_store
+    publisher: SubmitPublisher = request.app.state.publisher
     if not await store.redis.exists(job_key(request_id)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job not found: {request_id}")
     # The marker first, so that no event projected after the delete can bring the job back.
