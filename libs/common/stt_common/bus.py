@@ -9,18 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from aiokafka.structs import TopicPartition
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import BaseModel
 
 from stt_common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=BaseModel)
+Record: TypeAlias = ConsumerRecord[bytes, bytes]  # what every consumer here reads
 
 
 def client_options(settings: KafkaSettings) -> dict[str, Any]:

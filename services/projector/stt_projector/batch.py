@@ -13,9 +13,8 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
 
-from aiokafka.structs import ConsumerRecord, RecordMetadata
+from aiokafka.structs import RecordMetadata
 
 from stt_common import bus, cancellation, dead_letters, tracing
 from stt_common.job_store import JobStore, Outcome
@@ -25,7 +24,6 @@ from stt_common.settings import KafkaSettings
 from stt_projector.projection import PoisonEvent, record_from
 
 log = logging.getLogger(__name__)
-Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
 @dataclass
@@ -34,7 +32,7 @@ class BatchProjector:
     store: JobStore
     producer: Publisher
 
-    async def project(self, records: Sequence[Record]) -> list[Outcome | None]:
+    async def project(self, records: Sequence[bus.Record]) -> list[Outcome | None]:
         """Each record's outcome, None where it was dropped (unreadable or deleted job)."""
         outcomes: list[Outcome | None] = [None] * len(records)
         jobs: list[tuple[int, JobRecord]] = []
@@ -77,7 +75,7 @@ class BatchProjector:
         return outcomes
 
     async def _not_deleted(
-        self, records: Sequence[Record], jobs: list[tuple[int, JobRecord]]
+        self, records: Sequence[bus.Record], jobs: list[tuple[int, JobRecord]]
     ) -> list[tuple[int, JobRecord]]:
         marks = await cancellation.cancelled_at_many(
             self.store.redis, [job.request_id for _, job in jobs]
@@ -99,7 +97,7 @@ class BatchProjector:
             self.settings.topic_status, bus.encode(held), key=bus.key(held.request_id)
         )
 
-    async def _dead_letter(self, record: Record, message: str) -> None:
+    async def _dead_letter(self, record: bus.Record, message: str) -> None:
         await dead_letters.send(
             self.producer,
             self.settings.topic_dlq,

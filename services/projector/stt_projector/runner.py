@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from aiokafka.structs import TopicPartition
 from redis.exceptions import RedisError
 
 from stt_common import bus, lifecycle, metrics
@@ -28,7 +27,6 @@ from stt_common.settings import KafkaSettings
 from stt_projector.batch import BatchProjector
 
 log = logging.getLogger(__name__)
-Record: TypeAlias = ConsumerRecord[bytes, bytes]
 TRANSIENT = (RedisError, KafkaError, OSError)
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 5.0
@@ -62,7 +60,7 @@ class Projector:
             else:
                 pause = RETRY_FIRST_SECONDS
 
-    async def _project(self, tp: TopicPartition, records: list[Record]) -> bool:
+    async def _project(self, tp: TopicPartition, records: list[bus.Record]) -> bool:
         """Project `records`; False when that failed and the partition was rewound to them."""
         try:
             outcomes = await self.batch.project(records)

@@ -14,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
 from stt_common import bus, dead_letters, metrics, tracing
@@ -30,7 +29,6 @@ from stt_transcriber.errors import JobError
 from stt_transcriber.job_runner import JobRunner
 
 log = logging.getLogger(__name__)
-Record: TypeAlias = ConsumerRecord[bytes, bytes]
 POLL_WHILE_BUSY = 1.0  # seconds between keep-alive polls while a job runs
 
 
@@ -91,13 +89,13 @@ class Worker:
                 if tp in self.consumer.assignment():
                     self.consumer.resume(tp)
 
-    async def _handle(self, tp: TopicPartition, record: Record) -> None:
+    async def _handle(self, tp: TopicPartition, record: bus.Record) -> None:
         # This worker's span of the job's trace: its log lines and the events it sends carry it
         # (the task running the job, and its inference thread, inherit the context).
         with tracing.use(tracing.continue_from(tracing.from_kafka(record.headers))):
             await self._handle_job(tp, record)
 
-    async def _handle_job(self, tp: TopicPartition, record: Record) -> None:
+    async def _handle_job(self, tp: TopicPartition, record: bus.Record) -> None:
         try:
             job = bus.decode(SubmitEvent, record.value)
         except (ValidationError, ValueError) as exc:
@@ -132,7 +130,7 @@ class Worker:
             current.generation == job.generation and current.phase is Phase.TERMINAL
         )
 
-    async def _run_while_polling(self, job: SubmitEvent, record: Record) -> bool:
+    async def _run_while_polling(self, job: SubmitEvent, record: bus.Record) -> bool:
         """Run the job while polling with all partitions paused; True once its outcome is out."""
         self.busy = True
         self.consumer.pause(*self.consumer.assignment())
@@ -167,7 +165,7 @@ class Worker:
             self.consumer.seek(tp, records[0].offset)  # not ours to run yet; fetch again later
         await self.lag.maybe_update()
 
-    async def _execute(self, job: SubmitEvent, record: Record) -> bool:
+    async def _execute(self, job: SubmitEvent, record: bus.Record) -> bool:
         started = asyncio.get_running_loop().time()
         metrics.job_picked_up(job.submitted_at, job.attempt)
 
@@ -235,7 +233,7 @@ class Worker:
         )
 
     async def _dead_letter(
-        self, record: Record, attempt: int, error_type: str, message: str
+        self, record: bus.Record, attempt: int, error_type: str, message: str
     ) -> None:
         await dead_letters.send(
             self.producer,
@@ -247,7 +245,7 @@ class Worker:
             message=message,
         )
 
-    async def _commit(self, tp: TopicPartition, record: Record) -> None:
+    async def _commit(self, tp: TopicPartition, record: bus.Record) -> None:
         if tp not in self.consumer.assignment():
             return  # lost in a rebalance; the new owner decides
         try:
