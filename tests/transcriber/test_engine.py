@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,6 +168,36 @@ def test_long_audio_in_windows_matches_the_whole(
     assert 0 < windowed.confidence <= 1
     assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
     assert " ".join(s.text for s in windowed.segments) == windowed.text
+
+
+def test_digital_silence_at_the_ends_is_skipped_on_the_files_clock(
+    whisper_engine: WhisperEngine, speech: Speech, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A silent intro and outro (zeros) are not given to the model; the times stay the file's."""
+    padded = tmp_path / "padded.wav"
+    with wave.open(str(speech.en_wav), "rb") as src, wave.open(str(padded), "wb") as out:
+        out.setparams(src.getparams())
+        rate = src.getframerate()
+        out.writeframes(b"\0\0" * 5 * rate)
+        out.writeframes(src.readframes(src.getnframes()))
+        out.writeframes(b"\0\0" * 40 * rate)
+    given: list[float] = []  # seconds of audio handed to the model, window by window
+    window = whisper_engine._window
+
+    def spy(audio: Any, *args: Any, **kwargs: Any) -> Any:
+        given.append(audio.size / 16_000)
+        return window(audio, *args, **kwargs)
+
+    monkeypatch.setattr(whisper_engine, "_window", spy)
+    progress: list[float] = []
+    result = whisper_engine.transcribe(padded, "en", progress.append)
+    assert sum(given) == pytest.approx(9.7 + 1, abs=0.5)  # the speech and the margins only
+    assert wer(ENGLISH, result.text) <= ENGLISH_MAX_WER, result.text
+    assert result.duration == pytest.approx(45 + 9.7, abs=0.3)
+    assert_timeline(result)
+    assert 4.5 <= result.segments[0].start <= 7  # speech begins 5 s in
+    assert result.segments[-1].end <= 5 + 9.7 + 1  # nothing made up for the silent tail
+    assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
 
 
 def test_batched_mode(

@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pytest
 
 from stt_common.settings import ModelSettings, SettingsError, load
-from stt_transcriber.windows import windows
+from stt_transcriber.windows import SPAN_MARGIN_SECONDS, speech_span, windows
 
 RATE = 16_000
 
@@ -96,3 +96,34 @@ def test_window_seconds_below_30_is_refused(monkeypatch: pytest.MonkeyPatch) -> 
     assert "STT_WINDOW_SECONDS" in message and "30" in message and "\n" not in message
     monkeypatch.setenv("STT_WINDOW_SECONDS", "30")
     assert load(ModelSettings).window_seconds == 30
+
+
+def test_digital_silence_at_the_ends_is_left_out() -> None:
+    audio = np.concatenate([np.zeros(3 * RATE), noise(4), np.zeros(int(12.5 * RATE))])
+    start, end = speech_span(audio.astype(np.float32), RATE)
+    margin = int(SPAN_MARGIN_SECONDS * RATE)
+    assert (start, end) == (3 * RATE - margin, 7 * RATE + margin)
+
+
+def test_silence_inside_the_speech_is_kept() -> None:
+    audio = np.concatenate([noise(2), np.zeros(20 * RATE, np.float32), noise(2, seed=1)])
+    assert speech_span(audio, RATE) == (0, audio.size)
+
+
+def test_faint_sound_is_not_silence() -> None:
+    # Room noise at about -60 dBFS is sound the model may need; only digital zeros are cut.
+    audio = np.concatenate([noise(2, level=1e-3), noise(2), noise(2, level=1e-3)])
+    assert speech_span(audio, RATE) == (0, audio.size)
+
+
+def test_all_silence_is_given_whole() -> None:
+    audio = np.zeros(5 * RATE, np.float32)
+    assert speech_span(audio, RATE) == (0, audio.size)
+    assert speech_span(np.zeros(0, np.float32), RATE) == (0, 0)
+
+
+def test_one_loud_sample_at_the_very_end() -> None:
+    audio = np.zeros(10 * RATE, np.float32)
+    audio[-1] = 0.5
+    margin = int(SPAN_MARGIN_SECONDS * RATE)
+    assert speech_span(audio, RATE) == (audio.size - 1 - margin, audio.size)

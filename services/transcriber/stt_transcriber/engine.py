@@ -26,7 +26,7 @@ from stt_transcriber import heap
 from stt_transcriber.audio import invalid_media
 from stt_transcriber.decode import SAMPLE_RATE, Samples, decode
 from stt_transcriber.errors import JobError
-from stt_transcriber.windows import windows
+from stt_transcriber.windows import speech_span, windows
 
 # The end of the previous window's tokens, given as the next one's prompt so that spelling, names
 # and punctuation carry over the cut: as many as Whisper keeps (n_text_ctx / 2 - 1), which is
@@ -142,7 +142,12 @@ class WhisperEngine:
         audio = decode(path, self.max_audio_seconds)
         heap.release()
         duration = audio.size / SAMPLE_RATE
-        bounds = windows(audio, SAMPLE_RATE, self.settings.window_seconds)
+        # Digital silence at the ends is left out (see windows.py); times stay the file's.
+        lo, hi = speech_span(audio, SAMPLE_RATE)
+        bounds = [
+            (lo + start, lo + end)
+            for start, end in windows(audio[lo:hi], SAMPLE_RATE, self.settings.window_seconds)
+        ]
         collected = _Collected(duration, on_progress)
         first: TranscriptionInfo | None = None
         try:
@@ -160,6 +165,7 @@ class WhisperEngine:
                     first = info
                 heap.release()  # the window's features are gone: give their pages back
                 collected.progress(end / SAMPLE_RATE)
+            collected.progress(duration)  # trailing silence, if any, needed no model
         except av.FFmpegError as exc:  # first: some (InvalidDataError) subclass ValueError
             raise invalid_media(exc) from exc
         except ValueError as exc:
