@@ -6,7 +6,7 @@
   `stt_transcriber.speed`), refined as the job reports progress by the pace it keeps. While more
   than a second is left the hint is half of it, so the next poll sees a refined ETA before an
   early estimate could make the client wait too long; within the last second it is the time
-  left (plus the ~50 ms the result takes to reach Redis), at least 0.2 s. Once the ETA has
+  left (plus the ~30 ms the result takes to reach Redis), at least 0.1 s. Once the ETA has
   passed, a tenth of the overrun: a late job is polled often at first, less as it runs on.
 * Without an ETA (a worker's first job, or before the audio is probed):
   remaining ≈ duration × (1 − progress) × rtf − (time since that progress was reported), with
@@ -29,8 +29,9 @@ MIN_SECONDS: Final = 0.5
 MAX_SECONDS: Final = 30.0
 DEFAULT_RTF: Final = 0.15
 SMOOTHING: Final = 0.2  # weight of the newest completed job in the moving average
-ETA_MIN_SECONDS: Final = 0.2
-ETA_MARGIN_SECONDS: Final = 0.05  # result event → projector → Redis
+ETA_MIN_SECONDS: Final = 0.1
+ETA_MARGIN_SECONDS: Final = 0.03  # result event → projector → Redis: ~15 ms measured
+STEP_SECONDS: Final = 0.05
 ETA_OVERRUN_SHARE: Final = 0.1
 ETA_APPROACH_SECONDS: Final = 1.0  # above this, wait half the time left and look again
 
@@ -58,7 +59,7 @@ class PollAdvisor:
                 wait = max(ETA_APPROACH_SECONDS, left / 2)
             else:
                 wait = left if left > 0 else -left * ETA_OVERRUN_SHARE
-            return _tenths_up(min(MAX_SECONDS, max(ETA_MIN_SECONDS, wait)))
+            return _steps_up(min(MAX_SECONDS, max(ETA_MIN_SECONDS, wait)))
         if not record.duration or record.progress is None:
             return DEFAULT_SECONDS
         left = record.duration * (1.0 - min(1.0, max(0.0, record.progress))) * self.rtf
@@ -66,9 +67,10 @@ class PollAdvisor:
         return round(min(MAX_SECONDS, max(MIN_SECONDS, left - max(0.0, age))), 1)
 
 
-def _tenths_up(seconds: float) -> float:
-    """Rounded up to 0.1 s, so the poll lands after the estimate, not just before it."""
-    return math.ceil(round(seconds * 10, 6)) / 10
+def _steps_up(seconds: float) -> float:
+    """Rounded up to STEP_SECONDS, so the poll lands after the estimate, not just before it."""
+    steps = 1 / STEP_SECONDS
+    return math.ceil(round(seconds * steps, 6)) / steps
 
 
 def retry_after_header(seconds: float) -> str:
