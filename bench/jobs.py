@@ -45,7 +45,8 @@ class ResultsTap:
             bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
             group_id=None,
             enable_auto_commit=False,
-            fetch_max_wait_ms=5,
+            # A fetch returns as soon as a record arrives; the wait only bounds an idle one.
+            fetch_max_wait_ms=500,
         )
         self.events: dict[str, list[tuple[float, ResultEvent]]] = {}
         self.completed: dict[str, float] = {}  # request_id -> emitted_at of its terminal event
@@ -105,13 +106,28 @@ class ResultsTap:
                 await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
 
 
-async def watch_redis(redis: Redis, request_id: str, every: float = 0.005) -> float:
-    """The first moment (± `every`) the job is terminal in Redis: an ideal, zero-delay poller."""
+async def watch_redis(redis: Redis, request_id: str) -> float:
+    """The moment the job turned terminal in Redis: an ideal, zero-delay poller that costs
+    nothing while it waits. It is told of every change to the job's key (keyspace
+    notifications, switched on here), so it does not poll; a busy poller would take CPU from
+    the worker it is timing."""
     key = job_key(request_id)
-    while True:
-        if await redis.hget(key, "phase") == b"2":
-            return time.time()
-        await asyncio.sleep(every)
+    await redis.config_set("notify-keyspace-events", "Kh")
+    db = redis.connection_pool.connection_kwargs.get("db", 0)
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(f"__keyspace@{db}__:{key}")
+    try:
+        changed = time.time()
+        while True:
+            if await redis.hget(key, "phase") == b"2":
+                return changed
+            # Any change to the key (or a second's timeout, in case one was missed)...
+            while await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0) is None:
+                if await redis.hget(key, "phase") == b"2":
+                    return time.time()
+            changed = time.time()
+    finally:
+        await pubsub.aclose()
 
 
 async def submit(
@@ -128,7 +144,7 @@ async def submit(
 def hint_seconds(response: httpx.Response, mode: str) -> float:
     """How long a client waits before polling again, by client kind.
 
-    hint: `poll_after_seconds` from the body (0.1 s steps), else the `Retry-After` header;
+    hint: `poll_after_seconds` from the body (0.05 s steps), else the `Retry-After` header;
     retry_after: the header only (whole seconds); fixed: always 1 s, like the seed's client;
     wait: long polls (`?wait=`), so no pause unless the answer came back at once.
     """

@@ -56,7 +56,7 @@ async def through_worker(
         rid = "long-" + uuid.uuid4().hex[:10]
         async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
             t0, _t1, _ = await jobs.submit(http, rid, bench.media_url(file.path))
-            watcher = asyncio.create_task(jobs.watch_redis(redis, rid, every=0.05))
+            watcher = asyncio.create_task(jobs.watch_redis(redis, rid))
             deadline = time.monotonic() + file.seconds * 1.5 + 120
             while not watcher.done():
                 sampled = max(sampled, memory_kib(pid).get("VmRSS", 0))

@@ -146,7 +146,8 @@ def machine(data: dict[str, Any]) -> str:
 
 
 CLIENT_NOTES = {
-    "ideal": "watches the Redis record every 5 ms (the lower bound of any poller)",
+    "ideal": "is told by Redis (keyspace notifications) the moment the record turns terminal "
+    "(the lower bound of any poller; it does not poll, so it takes no CPU from the worker)",
     "hint": "follows `poll_after_seconds` (else `Retry-After`) from the default API",
     "retry_after": "follows only the whole-second `Retry-After` header",
     "hint_calibrated": "follows `poll_after_seconds` from a second API process whose "
@@ -162,8 +163,10 @@ def overhead_section(o: dict[str, Any]) -> str:
     clients = ["ideal"] + [c for c in CLIENT_NOTES if c != "ideal" and c in files[0]["ratio"]]
     out.append(
         "The same file, in this process by faster-whisper alone (model loaded once, same "
-        "settings as the worker) and then through API → Kafka → transcriber → results topic → "
-        "projector → Redis → polling client, back to back in each repeat. Several clients follow "
+        "settings as the worker) and through API → Kafka → transcriber → results topic → "
+        "projector → Redis → polling client, back to back in each repeat (bare first in even "
+        "repeats, second in odd ones, so that a drift in the machine's speed favours neither "
+        "side). Several clients follow "
         "each job at once: "
         + "; ".join(f"`{c}` {CLIENT_NOTES[c]}" for c in clients)
         + f". Real-time factor measured for the calibration: {o['measured_rtf_for_calibration']}."
@@ -251,7 +254,7 @@ def overhead_section(o: dict[str, Any]) -> str:
                          f"{r['polls']:.0f}"])
     out += ["", table(["file", "policy", "ratio", "polling delay (s)", "polls"], rows)]
     out += ["", (
-        "A client that follows the hint pays the last approach (at most the 0.2 s floor, or the "
+        "A client that follows the hint pays the last approach (at most the 0.1 s floor, or the "
         "ETA's error when the machine's pace changes within the job). **Long polling** "
         "(`GET …?wait=`) needs no estimate: the API holds the request until the record "
         "changes and answers within its own Redis read interval (0.1 s), which is how a "

@@ -70,7 +70,7 @@ async def single_jobs(
         for _ in range(count):
             rid = "one-" + uuid.uuid4().hex[:12]
             t0, t1, _first = await jobs.submit(http, rid, media_url)
-            in_redis = await asyncio.wait_for(jobs.watch_redis(redis, rid, every=0.002), 60)
+            in_redis = await asyncio.wait_for(jobs.watch_redis(redis, rid), 60)
             await tap.wait_completed({rid}, 30)
             runs.append(jobs.timeline(tap, rid, t0, t1, in_redis, {}))
     stages = {
