@@ -1,7 +1,8 @@
 """Long English speech for the benchmarks: espeak-ng paragraphs of varied text, concatenated.
 
-Each file is made once into the cache (`<cache>/bench/speech-<seconds>s.wav`, with the text that
-was spoken beside it as `.txt`) and reused; the same seed always gives the same words.
+Each file is made once into the cache (`<cache>/bench/speech-<seconds>s-seed<N>-<version>.wav`,
+with the text that was spoken beside it as `.txt`) and reused; the same seed always gives the
+same words.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ _TAILS = [
     "while the music played softly", "as the wind grew stronger",
 ]
 WORDS_PER_MINUTE = 160
-GAP_SECONDS = 0.35
+GAP_SECONDS = 0.35  # the least pause between paragraphs (or sentences)
+PARAGRAPH_SENTENCES = 6
+VERSION = "v2"  # in the file names: v1 ended in up to a paragraph of silence
 
 
 @dataclass(frozen=True)
@@ -72,45 +75,64 @@ def _speak(text: str, path: Path) -> None:
 
 
 def make_speech(seconds: float, cache: Path, seed: int = 7) -> Speech:
-    """A WAV file of about `seconds` of speech (padded with silence to exactly that)."""
+    """A WAV file of exactly `seconds`, speech from start to end.
+
+    Paragraphs while they fit, then single sentences; what is left over (less than a sentence)
+    is shared out among the pauses between them. The file neither starts nor ends with a run of
+    digital silence, which the worker leaves out and bare faster-whisper would decode.
+    """
     folder = cache / "bench"
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"speech-{int(seconds)}s-seed{seed}"
+    name = f"speech-{int(seconds)}s-seed{seed}-{VERSION}"
     wav_path, txt_path = folder / f"{name}.wav", folder / f"{name}.txt"
     if wav_path.exists() and txt_path.exists():
         return Speech(wav_path, txt_path.read_text(), seconds)
     rng = random.Random(seed)
     spoken: list[str] = []
+    pieces: list[bytes] = []
     params = None
-    frames: list[bytes] = []
-    total = 0
+    per_paragraph = PARAGRAPH_SENTENCES
     with tempfile.TemporaryDirectory() as tmp:
         while True:
-            paragraph = " ".join(sentence(rng) for _ in range(6))
+            text = " ".join(sentence(rng) for _ in range(per_paragraph))
             piece = Path(tmp) / "p.wav"
-            _speak(paragraph, piece)
+            _speak(text, piece)
             with wave.open(str(piece), "rb") as w:
                 params = params or w.getparams()
                 data = w.readframes(w.getnframes())
-                rate = w.getframerate()
-            gap = b"\x00\x00" * int(GAP_SECONDS * rate)
-            if (total + len(data) + len(gap)) / 2 / rate > seconds:
-                break
-            frames += [data, gap]
-            total += len(data) + len(gap)
-            spoken.append(paragraph)
-    assert params is not None
-    pad = int(seconds * params.framerate) * 2 - total
-    frames.append(b"\x00" * max(0, pad))
+            rate = params.framerate
+            gaps = len(pieces) * int(GAP_SECONDS * rate) * 2
+            if (sum(map(len, pieces)) + gaps + len(data)) / 2 / rate > seconds:
+                if per_paragraph == 1:
+                    break
+                per_paragraph = 1  # the rest in sentences, so little is left to fill
+                continue
+            pieces.append(data)
+            spoken.append(text)
+    if params is None or not pieces:
+        raise ValueError(f"{seconds} s is shorter than one spoken sentence")
+    frames = _joined(pieces, int(seconds * params.framerate))
     partial = wav_path.with_suffix(".wav.part")
     with wave.open(str(partial), "wb") as out:
         out.setparams(params)
-        for chunk in frames:
-            out.writeframes(chunk)
+        out.writeframes(frames)
     partial.replace(wav_path)
     text = " ".join(spoken)
     txt_path.write_text(text)
     return Speech(wav_path, text, seconds)
+
+
+def _joined(pieces: list[bytes], total_frames: int) -> bytes:
+    """`pieces` (16-bit mono) joined by pauses that share out what `total_frames` leaves over."""
+    left = total_frames - sum(len(p) for p in pieces) // 2
+    if len(pieces) == 1:  # no pause to share it out: half before, half after
+        before = left // 2
+        return b"\0\0" * before + pieces[0] + b"\0\0" * (left - before)
+    gaps = len(pieces) - 1
+    out = [pieces[0]]
+    for k, piece in enumerate(pieces[1:], start=1):
+        out += [b"\0\0" * (left * k // gaps - left * (k - 1) // gaps), piece]
+    return b"".join(out)
 
 
 def short_clip(cache: Path) -> Speech:
