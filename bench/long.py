@@ -1,5 +1,5 @@
 """Scenario 4: long audio. Real-time factor and peak RSS of the worker on a long file (30 min;
-5 min with --quick) and on a shorter one (5 min; 2 min with --quick), sequential
+5 min with --quick) and on shorter ones (5 and 10 min; 2 min with --quick), sequential
 (`STT_BATCH_SIZE=0`) versus faster-whisper's BatchedInferencePipeline (`STT_BATCH_SIZE`), and the
 word error rate of each against the sequential output (and against the text espeak-ng spoke).
 
@@ -9,7 +9,8 @@ end (VmHWM). The worker feeds the model windows of at most `STT_WINDOW_SECONDS` 
 in both modes.
 
 Peak RSS must not grow with the audio length beyond the decoded samples (float32, 64 kB per
-second): the growth between the two files is compared with the growth of the samples.
+second): the growth from the shortest file (one window) to the longest is compared with the
+growth of the samples, and so is the growth from the 10-minute file (two windows).
 """
 
 from __future__ import annotations
@@ -105,8 +106,12 @@ def growth_check(short: dict[str, Any], long: dict[str, Any]) -> dict[str, float
 
 
 async def run(bench: Bench) -> dict[str, Any]:
-    short_s, long_s = (120.0, 300.0) if bench.quick else (300.0, 1800.0)
-    files = {"short": make_speech(short_s, bench.cache), "long": make_speech(long_s, bench.cache)}
+    # The short file is one window; the medium and long ones are several (STT_WINDOW_SECONDS), so
+    # medium → long shows whether more windows of the same kind cost more memory.
+    lengths = {"short": 120.0, "long": 300.0} if bench.quick else {
+        "short": 300.0, "medium": 600.0, "long": 1800.0
+    }
+    files = {label: make_speech(seconds, bench.cache) for label, seconds in lengths.items()}
     env = bench.env()
     api = bench.api(env, name="api-long")
     bench.projector(env)
@@ -132,7 +137,12 @@ async def run(bench: Bench) -> dict[str, Any]:
             "speedup_batched": round(seq["seconds"] / bat["seconds"], 2),
         }
     out["rss_growth"] = {
-        "sequential": growth_check(results["sequential_short"], results["sequential_long"]),
-        "batched": growth_check(results["batched_short"], results["batched_long"]),
+        mode: growth_check(results[f"{mode}_short"], results[f"{mode}_long"])
+        for mode in ("sequential", "batched")
     }
+    if "medium" in files:
+        out["rss_growth_multi_window"] = {
+            mode: growth_check(results[f"{mode}_medium"], results[f"{mode}_long"])
+            for mode in ("sequential", "batched")
+        }
     return out
