@@ -470,12 +470,10 @@ def scale_section(s: dict[str, Any]) -> str:
         "`REDIS_JOB_TTL` (1 h) after the job's last change, so memory ≈ jobs per hour × "
         f"size. Kafka: about {min(kafka_b) / 1024:.1f}–{max(kafka_b) / 1024:.1f} kB of log per "
         "job across the submit, results and status topics (submit kept 7 days for replay, "
-        "results by the broker's retention). The status topic is compacted with no delete "
-        "policy: it keeps one record per job ever submitted (only deleted jobs get a "
-        "tombstone), so it grows without bound with the total number of jobs — a tombstone "
-        "once a job expires from Redis, or `cleanup.policy=compact,delete` with a retention, "
-        "would bound it. Nothing grows in the workers or "
-        "the API per job."
+        "results by the broker's retention). The status topic keeps one record per job, "
+        "compacted, for `KAFKA_STATUS_RETENTION_MS` (7 days; `cleanup.policy=compact,delete`), "
+        "so it holds about a week of jobs rather than every job ever submitted. Nothing grows "
+        "in the workers or the API per job."
     )]
     return "\n".join(out)
 

@@ -1,5 +1,6 @@
 import pytest
 
+from stt_common import bus
 from stt_common.settings import (
     ApiSettings,
     KafkaSettings,
@@ -59,3 +60,17 @@ def test_bad_retry_delay_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+def test_status_topic_is_compacted_and_bounded_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_STATUS_RETENTION_MS", str(2 * 24 * 3600 * 1000))
+    settings = load(KafkaSettings)
+    (status,) = [t for t in bus.topic_specs(settings) if t.name == settings.topic_status]
+    assert status.topic_configs["cleanup.policy"] == "compact,delete"
+    assert status.topic_configs["retention.ms"] == str(2 * 24 * 3600 * 1000)
+
+
+def test_status_retention_under_an_hour_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_STATUS_RETENTION_MS", "60000")
+    with pytest.raises(SettingsError, match="KAFKA_STATUS_RETENTION_MS"):
+        load(KafkaSettings)

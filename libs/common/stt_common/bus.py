@@ -88,12 +88,18 @@ def topic_specs(settings: KafkaSettings) -> list[NewTopic]:
             topic_configs={"retention.ms": str(settings.submit_retention_ms)},
         ),
         NewTopic(settings.topic_results, partitions, replicas),
-        # The status topic is the changelog of Redis: compaction keeps each job's last state.
+        # The status topic is the changelog of Redis: compaction keeps each job's last state,
+        # and deletion drops states older than any job Redis still holds, so that the topic
+        # stops growing with every job ever submitted.
         NewTopic(
             settings.topic_status,
             partitions,
             replicas,
-            topic_configs={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+            topic_configs={
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(settings.status_retention_ms),
+                "min.compaction.lag.ms": "60000",
+            },
         ),
         NewTopic(settings.topic_dlq, partitions, replicas),
         *(NewTopic(name, partitions, replicas) for name, _ in settings.retry_topics()),

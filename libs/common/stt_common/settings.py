@@ -65,6 +65,12 @@ class KafkaSettings(_Base):
     submit_retention_ms: int = Field(
         7 * 24 * 3600 * 1000, description="How far back replay reaches"
     )
+    status_retention_ms: int = Field(
+        7 * 24 * 3600 * 1000,
+        ge=3600 * 1000,
+        description="How long a job's last state stays on the status topic for --rebuild; "
+        "longer than REDIS_JOB_TTL is wasted (rebuild skips expired jobs), shorter loses them",
+    )
 
     retry_delays: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["30s", "5m"],

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 
 from stt_common import job_store, lifecycle, logs, metrics
 from stt_common.settings import Settings
 from stt_projector.rebuild import rebuild
 from stt_projector.runner import run_projector
 
+log = logging.getLogger(__name__)
+
 
 async def _main(rebuild_only: bool) -> int:
     settings = Settings()
+    if settings.kafka.status_retention_ms < settings.redis.job_ttl * 1000:
+        log.warning(
+            "KAFKA_STATUS_RETENTION_MS is shorter than REDIS_JOB_TTL: a rebuild cannot restore "
+            "jobs older than the retention that Redis would still hold"
+        )
     redis = job_store.connect(settings.redis)
     store = job_store.JobStore(redis, settings.redis.job_ttl)
     try:
