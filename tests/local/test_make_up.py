@@ -23,7 +23,7 @@ from tests.infra import cache_dir
 
 pytestmark = [pytest.mark.infra, pytest.mark.timeout(240)]
 
-NAMES = ("kafka", "redis", "s3", "api", "projector", "transcriber")
+NAMES = ("kafka", "redis", "s3", "api", "projector", "transcriber", "webhooks")
 SAMPLE_WORDS = {"hello", "computer", "sentence", "text", "service"}
 
 

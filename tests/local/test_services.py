@@ -92,6 +92,7 @@ def test_services_status_on_an_empty_state_dir(
     statuses = services.status()
     assert [(s.name, s.running, s.pid) for s in statuses] == [
         ("api", False, None), ("projector", False, None), ("transcriber", False, None),
+        ("webhooks", False, None),
     ]  # fmt: skip
     assert statuses[0].line().split() == ["api", "stopped", "http://127.0.0.1:18000"]
     assert statuses[2].line().split() == ["transcriber", "stopped", "worker"]

@@ -48,7 +48,8 @@ def main(argv: list[str]) -> int:
     """Run one command and return the exit status. Accepted argv forms:
 
     - ``["up" | "down" | "status", *names, "--state-dir", DIR, "--cache-dir", DIR]``
-      where names are any of kafka, redis, s3, api, projector, transcriber (none means all)
+      where names are any of kafka, redis, s3, api, projector, transcriber, webhooks
+      (none means all)
       and both options are optional (state dir defaults to ``<cache dir>/local``, cache dir to
       STT_CACHE_DIR or ``.cache``); ``up`` also takes ``--no-smoke``;
       a leading ``"local"`` is allowed (``["local", "up"]``).

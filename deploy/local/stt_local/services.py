@@ -1,4 +1,5 @@
-"""The stt services of the local stack: `stt api`, `stt projector`, `stt transcriber`.
+"""The stt services of the local stack: `stt api`, `stt projector`, `stt transcriber`,
+`stt webhooks`.
 
 Each runs detached like the servers (pid file and log under `<state dir>/<name>/`), with the
 directory `stt local up` ran in as its working directory, so it reads the same `.env`.
@@ -19,10 +20,10 @@ from stt_local.errors import LocalStackError
 from stt_local.ports import HOST, ensure_port_free
 from stt_local.server import Server, ServerStatus
 
-SERVICE_NAMES = ("api", "projector", "transcriber")
+SERVICE_NAMES = ("api", "projector", "transcriber", "webhooks")
 # Stop order: no new submits first, then let the transcriber finish its job, and the projector
-# last so it records that job's result.
-STOP_ORDER = ("api", "transcriber", "projector")
+# and the webhook sender last so they pass on that job's result.
+STOP_ORDER = ("api", "transcriber", "webhooks", "projector")
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,11 @@ class TranscriberService(WorkerService):
     ready = re.compile(r"(^|\s)transcriber \S+ ready$")  # stt_transcriber/main.py
 
 
+class WebhooksService(WorkerService):
+    name = "webhooks"
+    ready = re.compile(r"(^|\s)webhooks ready$")  # stt_webhooks/main.py
+
+
 def _message(raw: bytes) -> str:
     """The `msg` of a JSON log line, or the line itself (STT_LOG_FORMAT=text, tracebacks)."""
     line = raw.decode(errors="replace").strip()
@@ -144,7 +150,8 @@ def _message(raw: bytes) -> str:
 
 
 class Services:
-    """api, projector and transcriber together; the same up/down/status as the servers' Stack."""
+    """api, projector, transcriber and webhooks together; the same up/down/status as the
+    servers' Stack."""
 
     def __init__(
         self, state_dir: Path, workdir: Path, api_port: int = 8000, host: str = HOST
@@ -153,8 +160,10 @@ class Services:
         self.api = ApiService(state_dir, workdir, api_port, host)
         self.projector = ProjectorService(state_dir, workdir)
         self.transcriber = TranscriberService(state_dir, workdir)
+        self.webhooks = WebhooksService(state_dir, workdir)
         self.services: dict[str, Service] = {
             "api": self.api, "projector": self.projector, "transcriber": self.transcriber,
+            "webhooks": self.webhooks,
         }  # fmt: skip
 
     def _pick(
