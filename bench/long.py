@@ -16,6 +16,7 @@ growth of the samples, and so is the growth from the 10-minute file (two windows
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +27,7 @@ import httpx
 from bench import jobs
 from bench.media import Speech, make_speech
 from bench.stack import Bench, memory_kib
+from stt_transcriber.windows import SEARCH_SECONDS
 from tests import speech
 
 BATCH_SIZE = 8
@@ -87,8 +89,16 @@ async def through_worker(
         "rss_peak_mib": round(peak / 1024, 1),
         "rss_growth_mib": round((peak - baseline) / 1024, 1),
         "samples_mib": round(file.seconds * SAMPLE_BYTES_PER_SECOND / 2**20, 1),
+        "windows": window_count(file.seconds),
         "text": body.get("transcription", ""),
     }
+
+
+def window_count(seconds: float) -> int:
+    """How many windows the worker cuts a file of `seconds` into (`stt_transcriber.windows`)."""
+    if seconds <= WINDOW_SECONDS:
+        return 1
+    return math.ceil(seconds / (WINDOW_SECONDS - min(SEARCH_SECONDS, WINDOW_SECONDS / 2)))
 
 
 def growth_check(short: dict[str, Any], long: dict[str, Any]) -> dict[str, float]:
