@@ -61,15 +61,18 @@ def snippet(data: dict[str, Any], images: str, report: str | None) -> str:
             v for k, v in f["stages_seconds"].items()
             if k in ("api_submit", "queueing", "download_probe", "result_publish", "projection")
         ) * 1000
+        q = f.get("ratio_quartiles", {}).get("hint")
+        quartiles = f", middle half {q[0]:.3f}–{q[1]:.3f}" if q else ""
         lines.append(
             f"- **Overhead** ({f['file']} of speech): {f['end_to_end_seconds']['hint']:.1f} s "
             f"end to end against {f['bare_seconds']:.1f} s in bare faster-whisper, a ratio of "
-            f"**{o['overhead_ratio']:.2f}** for a client that follows the service's poll hint; "
+            f"**{o['overhead_ratio']:.3f}** for a client that follows the service's poll hint "
+            f"(median of {f['repeats']} repeats{quartiles}); "
             f"{o['overhead_ratio_ideal']:.3f} for a zero-delay poller. The pipeline's own "
             f"stages (API, Kafka, download, publish, projection) take about {pipeline_ms:.0f} "
             f"ms, and the hint's client polls {f['stages_seconds']['polling_delay_hint']:.2f} s "
-            "after the result on average; the rest is the model running slower in the worker "
-            "than in the benchmark's own process (medians of separate runs do not add up)."
+            "after the result (medians); the rest is the model running a little slower in the "
+            "worker than in the benchmark's own process."
         )
     if "api" in s:
         a = s["api"]["configs"]
@@ -186,9 +189,20 @@ def overhead_section(o: dict[str, Any]) -> str:
     extra = ""
     if "overhead_ratio_long_poll" in o:
         extra = f"; long polling {o['overhead_ratio_long_poll']:.3f}"
+    quartiles = files[0].get("ratio_quartiles", {})
+    spread = ""
+    if "hint" in quartiles and "ideal" in quartiles:
+        (h1, h3), (i1, i3) = quartiles["hint"], quartiles["ideal"]
+        runs = files[0]["ratio_runs"]["hint"]
+        spread = (
+            f" Per repeat, the middle half of the `hint` ratios lies between {h1:.3f} and "
+            f"{h3:.3f} (`ideal`: {i1:.3f}–{i3:.3f}; all {len(runs)}: {min(runs):.3f}–"
+            f"{max(runs):.3f}): on shared cores the median is known to a few per cent at best, "
+            "and what the pipeline itself adds is read from the stages below."
+        )
     out += ["", f"**`overhead_ratio` (60 s file, `hint` client): {o['overhead_ratio']:.3f}** — "
             f"target ≤ 1.05 {'met' if target else 'missed'}; with a zero-delay poller "
-            f"{o['overhead_ratio_ideal']:.3f}{extra}."]
+            f"{o['overhead_ratio_ideal']:.3f}{extra}.{spread}"]
     out += ["", "Where the time goes (median seconds per stage; the stages sum to the ideal "
             "end-to-end time, then each client adds its polling delay):", ""]
     names = {
@@ -564,7 +578,7 @@ def long_section(lg: dict[str, Any]) -> str:
     out += ["", (
         "In **batched** mode the peak takes one step up after the first window: the resident "
         "size a window starts from rose by ~80 MiB after the first and then stayed flat (native "
-        "memory that CTranslate2, MKL and ONNX Runtime keep: ~50 MiB with "
+        "memory the inference libraries keep: ~50 MiB with MKL's buffer cache off, "
         "`MKL_DISABLE_FAST_MM=1`; jemalloc in place of glibc lowered the peak by ~45 MiB but "
         "not the step), and later windows peaked 50–100 MiB higher than the first. Between "
         "two files of several windows (the 10 → 30 min rows, where measured) that step is in "
