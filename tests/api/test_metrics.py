@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,6 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests import processes
 
 pytestmark = pytest.mark.infra
+REQUESTS = 40
+SCRAPES = 6
 
 
 def scrape(api: processes.Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -74,3 +79,34 @@ def test_metrics_and_ready_need_no_key(api: processes.Api) -> None:
     text = httpx.get(f"{api.url}/metrics", timeout=10).text
     for name in ("stt_jobs_submitted_total", "stt_http_requests_total", "stt_http_request_seconds"):
         assert f"# TYPE {name.removesuffix('_total')}" in text
+
+
+async def test_workers_report_the_sum_of_all_processes(
+    api_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`stt api --workers 2`: requests land on both processes (each on a new connection), and
+    every scrape, whichever process answers it, counts all of them."""
+    port = processes.free_port()
+    args = ["api", "--port", str(port), "--workers", "2"]
+    api = processes.Api("api-workers", args, api_env, tmp_path, port=port).start().wait_ready()
+    try:
+        health = {"method": "GET", "route": "/health", "status": "200"}
+        before = value(scrape(api), "stt_http_requests_total", **health)
+
+        async def one() -> int:
+            async with httpx.AsyncClient(base_url=api.url, timeout=10) as fresh:
+                return (await fresh.get("/health")).status_code
+
+        codes = await asyncio.gather(*(one() for _ in range(REQUESTS)))
+        assert codes == [200] * REQUESTS
+
+        def counted() -> float:
+            return value(scrape(api), "stt_http_requests_total", **health) - before
+
+        deadline = time.monotonic() + 5  # a count lands just after its answer is sent
+        while counted() != REQUESTS and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        counts = {counted() for _ in range(SCRAPES)}
+        assert counts == {REQUESTS}, counts  # one process alone would report its share only
+    finally:
+        api.stop()

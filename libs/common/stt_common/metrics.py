@@ -2,24 +2,39 @@
 
 The API serves them at `/metrics`; the transcriber and projector start their own HTTP server on
 `STT_METRICS_PORT` (0 = off). Each process only moves the metrics of its own role, so a metric that
-belongs to another role reads 0 there. With `stt api --workers N` each worker process keeps its own
-counts; scrape one worker per process, or run one worker per container (the usual way).
+belongs to another role reads 0 there. With `stt api --workers N` the worker processes keep their
+counts in files of one directory (`shared_between_processes`, prometheus_client's multiprocess
+mode), so whichever worker answers `/metrics` reports the sum of all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+)
 
 from stt_common.messages import JobStatus, ResultEvent
 
 log = logging.getLogger(__name__)
 LAG_EVERY = 5.0  # seconds between consumer-lag updates
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when first imported
 _DURATIONS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 
 # ---- API ----
@@ -65,6 +80,31 @@ WEBHOOK_ATTEMPTS = Counter(
 WEBHOOKS_PENDING = Gauge(
     "stt_webhooks_pending", "Deliveries held (in progress or waiting to retry)"
 )
+
+
+@contextmanager
+def shared_between_processes() -> Iterator[None]:
+    """Around starting worker processes that each import this module afresh (uvicorn's
+    `--workers`): they count into files of one new directory, removed afterwards. A directory the
+    operator already set in PROMETHEUS_MULTIPROC_DIR is used as it is."""
+    if os.environ.get(MULTIPROCESS_ENV):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="stt-metrics-") as folder:
+        os.environ[MULTIPROCESS_ENV] = folder
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROCESS_ENV]
+
+
+def exposition() -> bytes:
+    """The Prometheus text of this process, or of all worker processes in multiprocess mode."""
+    if os.environ.get(MULTIPROCESS_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
 
 
 def serve(port: int, host: str = "0.0.0.0") -> bool:

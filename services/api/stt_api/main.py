@@ -7,7 +7,7 @@ import argparse
 import uvicorn
 
 from stt_api.app import create_app
-from stt_common import logs
+from stt_common import logs, metrics
 from stt_common.settings import Settings
 
 
@@ -21,16 +21,18 @@ def main(argv: list[str]) -> int:
     settings = Settings()
     host, port = args.host or settings.api.host, args.port or settings.api.port
     if args.workers > 1:
-        # Each worker process builds its own app (and Redis pool, Kafka producer).
-        uvicorn.run(
-            "stt_api.app:create_app",
-            factory=True,
-            workers=args.workers,
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-        )
+        # Each worker process builds its own app (and Redis pool, Kafka producer); their metrics
+        # are added up across processes.
+        with metrics.shared_between_processes():
+            uvicorn.run(
+                "stt_api.app:create_app",
+                factory=True,
+                workers=args.workers,
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
+            )
         return 0
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
     return 0

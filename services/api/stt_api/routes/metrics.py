@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from stt_common import metrics as stt_metrics
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/metrics", summary="Prometheus metrics (stt_*)", response_class=Response)
 async def metrics() -> Response:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(stt_metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
