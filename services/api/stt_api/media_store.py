@@ -13,12 +13,10 @@ import concurrent.futures
 import logging
 from collections.abc import AsyncIterator
 from typing import BinaryIO, cast
-from urllib.parse import urlsplit
 
-import urllib3
-from minio import Minio
 from minio.error import MinioException, S3Error
 
+from stt_common import media_bucket
 from stt_common.settings import MinioSettings
 
 log = logging.getLogger(__name__)
@@ -83,30 +81,11 @@ class _BodyReader:
         return data
 
 
-def _endpoint(minio: MinioSettings) -> tuple[str, bool]:
-    """host:port and TLS, from an endpoint given as host:port or as a URL."""
-    if "://" in minio.endpoint:
-        parts = urlsplit(minio.endpoint)
-        return parts.netloc, parts.scheme.lower() == "https"
-    return minio.endpoint.rstrip("/"), minio.secure
-
-
 class MediaStore:
     def __init__(self, settings: MinioSettings) -> None:
-        endpoint, secure = _endpoint(settings)
         self.bucket = settings.bucket
-        # Short timeouts and no urllib3 retries: a client waiting on an upload gets a 503 soon.
-        http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=5.0, read=60.0), retries=False, maxsize=16
-        )
-        self.client = Minio(
-            endpoint,
-            access_key=settings.access_key or None,
-            secret_key=settings.secret_key.get_secret_value() or None,
-            secure=secure,
-            region=settings.region or None,
-            http_client=http,
-        )
+        # Short timeouts: a client waiting on an upload gets a 503 soon.
+        self.client = media_bucket.client(settings, 5.0, 60.0, connections=PARALLEL_UPLOADS)
         self.executor = concurrent.futures.ThreadPoolExecutor(
             PARALLEL_UPLOADS, thread_name_prefix="upload"
         )

@@ -14,6 +14,7 @@ import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 
+from stt_common import media_bucket
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_transcriber.errors import DOWNLOAD_FAILED, JobError, empty_media, too_large
 
@@ -29,19 +30,10 @@ _TRANSIENT = {
 }
 
 
-def _endpoint(endpoint: str) -> tuple[str, bool | None]:
-    """host:port, and whether the scheme (if the endpoint carries one) says TLS."""
-    if "://" in endpoint:
-        parts = urlsplit(endpoint)
-        return parts.netloc, parts.scheme.lower() == "https"
-    return endpoint.rstrip("/"), None
-
-
 def minio_origin(minio: MinioSettings) -> tuple[str, int]:
     """(host, port) of the MinIO endpoint: presigned URLs to exactly it pass the address check."""
-    netloc, secure = _endpoint(minio.endpoint)
+    netloc, tls = media_bucket.endpoint(minio)
     parts = urlsplit(f"//{netloc}")
-    tls = minio.secure if secure is None else secure
     try:
         port = parts.port or (443 if tls else 80)
     except ValueError:
@@ -50,20 +42,7 @@ def minio_origin(minio: MinioSettings) -> tuple[str, int]:
 
 
 def _client(minio: MinioSettings, fetch: FetchSettings) -> Minio:
-    endpoint, secure = _endpoint(minio.endpoint)
-    # No urllib3 retries: the worker retries transient failures itself, with backoff.
-    http = urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=fetch.connect_timeout, read=fetch.read_timeout),
-        retries=False,
-    )
-    return Minio(
-        endpoint,
-        access_key=minio.access_key or None,
-        secret_key=minio.secret_key.get_secret_value() or None,
-        secure=minio.secure if secure is None else secure,
-        region=minio.region or None,
-        http_client=http,
-    )
+    return media_bucket.client(minio, fetch.connect_timeout, fetch.read_timeout)
 
 
 def _s3_error(exc: S3Error, bucket: str, key: str) -> JobError:
@@ -90,7 +69,7 @@ def fetch_object(url: str, dest: Path, fetch: FetchSettings, minio: MinioSetting
     deadline = time.monotonic() + fetch.total_timeout
     parts = urlsplit(url)
     bucket, key = parts.netloc, unquote(parts.path.lstrip("/"))
-    where = _endpoint(minio.endpoint)[0]
+    where = media_bucket.endpoint(minio)[0]
     try:
         response = _client(minio, fetch).get_object(bucket, key)
     except S3Error as exc:
