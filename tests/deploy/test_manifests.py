@@ -47,7 +47,10 @@ def named(kind: str, name: str) -> dict[str, Any]:
 def pod_specs() -> list[tuple[str, dict[str, Any]]]:
     return [
         (d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in of_kind("Deployment")
-    ] + [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in of_kind("Job")]
+    ] + [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in of_kind("Job")] + [
+        (d["metadata"]["name"], d["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+        for d in of_kind("CronJob")
+    ]
 
 
 def known_settings() -> set[str]:
@@ -178,6 +181,8 @@ def test_workers_and_topics_job() -> None:
     assert {e["name"]: e["value"] for e in gpu["env"]}["STT_DEVICE"] == "cuda"
     job = named("Job", "stt-topics")["spec"]["template"]["spec"]["containers"][0]
     assert job["args"] == ["topics"]
+    cron = named("CronJob", "stt-uploads-prune")["spec"]["jobTemplate"]["spec"]["template"]
+    assert cron["spec"]["containers"][0]["args"] == ["uploads", "prune"]
 
 
 @pytest.mark.skipif(
@@ -194,8 +199,10 @@ def test_kustomize_builds(target: str) -> None:
     images = {
         c["image"]
         for d in built
-        if d["kind"] in ("Deployment", "Job")
-        for c in d["spec"]["template"]["spec"]["containers"]
+        if d["kind"] in ("Deployment", "Job", "CronJob")
+        for c in (
+            d["spec"]["jobTemplate"]["spec"] if d["kind"] == "CronJob" else d["spec"]
+        )["template"]["spec"]["containers"]
     }
     assert all(i.startswith("registry.example.com/") and ":" in i for i in images), images
 

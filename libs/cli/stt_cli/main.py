@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "transcribe": ("stt_cli.transcribe", "submit a file or URL; --wait prints the result"),
     "replay": ("stt_cli.replay", "re-publish jobs from the dead-letter or submit topic"),
     "topics": ("stt_cli.topics", "create the Kafka topics"),
+    "uploads": ("stt_cli.uploads", "prune: delete uploaded media older than the replay window"),
     "schemas": ("stt_cli.schemas", "write the JSON Schemas of the events"),
     "local": ("stt_local.cli", "local stack without Docker: up | down | status"),
     "models": ("stt_cli.models", "offline model: fetch"),

@@ -101,16 +101,16 @@ class KafkaSettings(_Base):
         return [(f"{prefix}.retry.{d}", parse_duration(d)) for d in self.retry_delays]
 
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(text: str) -> float:
-    """'30s', '5m', '1h', '500ms' -> seconds."""
-    for unit in ("ms", "s", "m", "h"):
+    """'30s', '5m', '1h', '7d', '500ms' -> seconds."""
+    for unit in ("ms", "s", "m", "h", "d"):
         number = text.removesuffix(unit)
         if number != text and number.replace(".", "", 1).isdigit():
             return float(number) * _UNITS[unit]
-    raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h")
+    raise ValueError(f"{text!r} is not a duration like 30s, 5m, 1h or 7d")
 
 
 class MinioSettings(_Base):
