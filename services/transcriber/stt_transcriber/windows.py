@@ -12,7 +12,7 @@ share, so a word is rarely cut in two; where nothing there is markedly quieter t
 Digital silence at either end of the file (encoder padding, a silent intro or outro) is not given
 to the model at all (`speech_span`): on a run of zeros Whisper can loop on invented text up to its
 token limit. 26 s of trailing zeros made a 10-minute file take 50-56 s instead of 38-40 s, and
-12 s of them took a window's decoder ~90 MiB more than any other window of a 30-minute file.
+12 s of them took a window's decoder ~75 MiB more than any other window of a 30-minute file.
 """
 
 from __future__ import annotations
