@@ -16,7 +16,6 @@ growth of the samples, and so is the growth from the 10-minute file (two windows
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 import uuid
 from pathlib import Path
@@ -27,12 +26,13 @@ import httpx
 from bench import jobs
 from bench.media import Speech, make_speech
 from bench.stack import Bench, memory_kib
-from stt_transcriber.windows import SEARCH_SECONDS
+from stt_transcriber import windows
+from stt_transcriber.decode import SAMPLE_RATE
 from tests import speech
 
 BATCH_SIZE = 8
 WINDOW_SECONDS = 300  # the worker's default, set so that a .env cannot change the measurement
-SAMPLE_BYTES_PER_SECOND = 16_000 * 4
+SAMPLE_BYTES_PER_SECOND = SAMPLE_RATE * 4
 
 
 def reset_peak(pid: int) -> None:
@@ -89,16 +89,11 @@ async def through_worker(
         "rss_peak_mib": round(peak / 1024, 1),
         "rss_growth_mib": round((peak - baseline) / 1024, 1),
         "samples_mib": round(file.seconds * SAMPLE_BYTES_PER_SECOND / 2**20, 1),
-        "windows": window_count(file.seconds),
+        "windows": windows.window_count(
+            int(file.seconds * SAMPLE_RATE), SAMPLE_RATE, WINDOW_SECONDS
+        ),
         "text": body.get("transcription", ""),
     }
-
-
-def window_count(seconds: float) -> int:
-    """How many windows the worker cuts a file of `seconds` into (`stt_transcriber.windows`)."""
-    if seconds <= WINDOW_SECONDS:
-        return 1
-    return math.ceil(seconds / (WINDOW_SECONDS - min(SEARCH_SECONDS, WINDOW_SECONDS / 2)))
 
 
 def growth_check(short: dict[str, Any], long: dict[str, Any]) -> dict[str, float]:

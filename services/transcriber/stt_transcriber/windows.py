@@ -66,16 +66,10 @@ def windows(
 ) -> list[tuple[int, int]]:
     """(start, end) sample indices of windows that tile `audio` exactly, each at most
     `window_seconds` long; one window when the audio fits in one."""
-    limit = int(window_seconds * sample_rate)
-    if limit < 1:
-        raise ValueError(f"window_seconds must give at least one sample, not {window_seconds}")
-    if audio.size <= limit:
+    count, search = _layout(audio.size, sample_rate, window_seconds, search_seconds)
+    if count == 1:
         return [(0, audio.size)]
     frame = max(1, int(frame_seconds * sample_rate))
-    search = min(int(search_seconds * sample_rate), limit // 2)
-    # Even shares of at most limit - search, and each cut within search / 2 of its share's
-    # end, so that no window is longer than the limit.
-    count = math.ceil(audio.size / (limit - search))
     share = audio.size / count
     bounds: list[tuple[int, int]] = []
     start = 0
@@ -87,6 +81,28 @@ def windows(
         start = end
     bounds.append((start, audio.size))
     return bounds
+
+
+def window_count(
+    samples: int, sample_rate: int, window_seconds: float, search_seconds: float = SEARCH_SECONDS
+) -> int:
+    """How many windows `windows` cuts `samples` samples of audio into."""
+    return _layout(samples, sample_rate, window_seconds, search_seconds)[0]
+
+
+def _layout(
+    samples: int, sample_rate: int, window_seconds: float, search_seconds: float
+) -> tuple[int, int]:
+    """(how many windows, the search zone in samples) for `samples` samples of audio."""
+    limit = int(window_seconds * sample_rate)
+    if limit < 1:
+        raise ValueError(f"window_seconds must give at least one sample, not {window_seconds}")
+    if samples <= limit:
+        return 1, 0
+    search = min(int(search_seconds * sample_rate), limit // 2)
+    # Even shares of at most limit - search, and each cut within search / 2 of its share's
+    # end, so that no window is longer than the limit.
+    return math.ceil(samples / (limit - search)), search
 
 
 def quiet_cut(zone: npt.NDArray[np.float32], frame: int) -> int:
