@@ -11,7 +11,6 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import urllib3
-from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from stt_common import media_bucket
@@ -41,10 +40,6 @@ def minio_origin(minio: MinioSettings) -> tuple[str, int]:
     return (parts.hostname or "").rstrip(".").lower(), port
 
 
-def _client(minio: MinioSettings, fetch: FetchSettings) -> Minio:
-    return media_bucket.client(minio, fetch.connect_timeout, fetch.read_timeout)
-
-
 def _s3_error(exc: S3Error, bucket: str, key: str) -> JobError:
     code = exc.code or ""
     if code == "NoSuchBucket":
@@ -71,7 +66,8 @@ def fetch_object(url: str, dest: Path, fetch: FetchSettings, minio: MinioSetting
     bucket, key = parts.netloc, unquote(parts.path.lstrip("/"))
     where = media_bucket.endpoint(minio)[0]
     try:
-        response = _client(minio, fetch).get_object(bucket, key)
+        client = media_bucket.client(minio, fetch.connect_timeout, fetch.read_timeout)
+        response = client.get_object(bucket, key)
     except S3Error as exc:
         raise _s3_error(exc, bucket, key) from exc
     except (ServerError, InvalidResponseError) as exc:
