@@ -70,15 +70,15 @@ class RateLimiter:
             window = self._roll(identity, window, number)
         into = (now - number * WINDOW_SECONDS) / WINDOW_SECONDS  # share of this minute gone by
         earlier = window.previous * (1.0 - into)
-        if earlier + window.current + window.pending + 1 > self.per_minute:
+        over = earlier + window.current + window.pending + 1 - self.per_minute
+        if over > 0:
             self._maybe_flush(identity, window)  # others may have stopped: refresh the totals
-            return self._wait(window, into, earlier)
+            return self._wait(window, into, earlier, over)
         window.pending += 1
         self._maybe_flush(identity, window)
         return None
 
-    def _wait(self, window: _Window, into: float, earlier: float) -> int:
-        over = earlier + window.current + window.pending + 1 - self.per_minute
+    def _wait(self, window: _Window, into: float, earlier: float, over: float) -> int:
         to_next_minute = (1.0 - into) * WINDOW_SECONDS
         wait = to_next_minute
         if window.previous > 0 and over <= earlier:  # the previous minute's share fades linearly
