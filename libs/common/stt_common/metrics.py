@@ -45,6 +45,13 @@ HTTP_REQUESTS = Counter(
 HTTP_SECONDS = Histogram(
     "stt_http_request_seconds", "Time the API took to answer", ["method", "route"]
 )
+# Set on each scrape of /metrics (a ping with a short timeout): alerts need no /ready prober.
+DEPENDENCY_UP = Gauge(
+    "stt_dependency_up",
+    "1 when the API reached the dependency at the last scrape",
+    ["dependency"],
+    multiprocess_mode="livemostrecent",
+)
 
 # ---- transcriber ----
 JOBS_COMPLETED = Counter("stt_jobs_completed", "Jobs transcribed successfully")
