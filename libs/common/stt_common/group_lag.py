@@ -31,6 +31,12 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.protocol.admin import (
+    DescribeGroupsRequest_v0,
+    DescribeGroupsRequest_v1,
+    DescribeGroupsRequest_v2,
+)
+from aiokafka.protocol.api import Request
 from aiokafka.structs import TopicPartition
 from prometheus_client import Gauge
 
@@ -82,6 +88,39 @@ class Groups:
             settings.webhooks_group: "webhooks",
         }
         return cls(consumed, group_roles, roles)
+
+
+class _DescribeGroups(
+    Request[DescribeGroupsRequest_v0 | DescribeGroupsRequest_v1 | DescribeGroupsRequest_v2]  # type: ignore[misc]
+):
+    """DescribeGroups at most v2: aiokafka 0.14 decodes the v3 answer with v2's schema (no
+    authorized_operations) and fails with "Buffer underrun", so its describe_consumer_groups()
+    cannot be used against Kafka >= 2.3."""
+
+    API_KEY = 15
+
+    def __init__(self, groups: list[str]) -> None:
+        self.groups = groups
+
+    def build(
+        self,
+        request_struct_class: type[
+            DescribeGroupsRequest_v0 | DescribeGroupsRequest_v1 | DescribeGroupsRequest_v2
+        ],
+    ) -> DescribeGroupsRequest_v0 | DescribeGroupsRequest_v1 | DescribeGroupsRequest_v2:
+        return request_struct_class(self.groups)
+
+
+async def group_members(admin: AIOKafkaAdminClient, groups: list[str]) -> dict[str, int]:
+    """How many members each group has now (0 for a group with none, or unknown)."""
+    members = dict.fromkeys(groups, 0)
+    for group in groups:
+        coordinator = await admin.find_coordinator(group)
+        response = await admin._send_request(_DescribeGroups([group]), coordinator)
+        for entry in response.groups:  # (error, group_id, state, protocol_type, protocol,
+            if entry[1] in members:  # members, ...)
+                members[entry[1]] = len(entry[5])
+    return members
 
 
 class GroupLagExporter:
@@ -155,11 +194,7 @@ class GroupLagExporter:
         for topic, total in written.items():
             TOPIC_END_OFFSET.labels(topic, self.groups.roles[topic]).set(total)
 
-        described = await admin.describe_consumer_groups(list(self.groups.consumed))
-        members = {group: 0 for group in self.groups.consumed}
-        for response in described:
-            for entry in response.groups:  # (error, group_id, state, protocol_type, protocol,
-                members[entry[1]] = len(entry[5])  # members, ...)
+        members = await group_members(admin, list(self.groups.consumed))
         for group, count in members.items():
             GROUP_MEMBERS.labels(group, self.groups.group_roles[group]).set(count)
 

@@ -33,8 +33,10 @@ async def _main(rebuild_only: bool) -> int:
         serving = metrics.serve(settings.metrics.port, settings.metrics.host)
         stop = lifecycle.stop_on_signals()
         # The lag of every group, from the broker: still there when every transcriber is dead.
-        exporter = GroupLagExporter(settings.kafka).run(stop) if serving else None
-        exporting = asyncio.create_task(exporter) if exporter is not None else None
+        exporting = None
+        if serving:
+            exporter = GroupLagExporter(settings.kafka, settings.metrics.lag_every)
+            exporting = asyncio.create_task(exporter.run(stop))
         try:
             await run_projector(settings.kafka, store, stop)
         finally:
