@@ -28,6 +28,7 @@ def check_signing(hooks: WebhookSettings) -> None:
 async def _main() -> int:
     settings = Settings()
     check_signing(settings.webhooks)
+    metrics.start_at_zero(metrics.WEBHOOK_DELIVERIES, metrics.WEBHOOK_OUTCOMES)
     metrics.serve(settings.metrics.port, settings.metrics.host)
     await bus.ensure_topics(settings.kafka)
     redis = job_store.connect(settings.redis)
