@@ -16,7 +16,7 @@ install: $(VENV)/.installed system-deps
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,model]'
+	$(BIN)/pip install -q -e '.[dev,model,otel]'
 	touch $@
 
 # Debian packages the servers and tests use; skipped when already there.

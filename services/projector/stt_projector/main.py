@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 
-from stt_common import job_store, lifecycle, logs, metrics
+from stt_common import job_store, lifecycle, logs, metrics, otel
 from stt_common.group_lag import GroupLagExporter
 from stt_common.settings import Settings
 from stt_projector.rebuild import rebuild
@@ -30,6 +30,7 @@ async def _main(rebuild_only: bool) -> int:
             counts = await rebuild(settings.kafka, store)
             print(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing to rebuild")
             return 0
+        otel.setup("projector")
         serving = metrics.serve(settings.metrics.port, settings.metrics.host)
         stop = lifecycle.stop_on_signals()
         # The lag of every group, from the broker: still there when every transcriber is dead.

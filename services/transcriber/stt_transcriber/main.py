@@ -9,7 +9,7 @@ import os
 import socket
 import time
 
-from stt_common import bus, cancellation, job_store, lifecycle, logs, metrics
+from stt_common import bus, cancellation, job_store, lifecycle, logs, metrics, otel
 from stt_common.messages import SubmitEvent
 from stt_common.model_files import resolve_model
 from stt_common.publisher import Publisher
@@ -37,6 +37,7 @@ def load_engine(settings: Settings) -> Engine:
 
 async def _main(settings: Settings) -> int:
     worker_id = settings.worker.id or f"{socket.gethostname()}-{os.getpid()}"
+    otel.setup("transcriber")
     metrics.start_at_zero(metrics.JOBS_FAILED, ERROR_TYPES)
     metrics.serve(settings.metrics.port, settings.metrics.host)
     engine = await asyncio.to_thread(load_engine, settings)  # once per process, not per job

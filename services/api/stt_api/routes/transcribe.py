@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 
 from stt_api import polling, subtitles
 from stt_api.submit_events import PublishError, SubmitPublisher
-from stt_common import cancellation, metrics, tracing
+from stt_common import cancellation, metrics, otel, tracing
 from stt_common.job_store import JobStore, job_key
 from stt_common.messages import (
     SUBMITTED_MESSAGE,
@@ -91,7 +91,8 @@ async def submit(body: TranscribeRequest, request: Request) -> Response:
         return _respond(existing, advisor=request.app.state.poll_advisor, status_code=202)
     try:
         # The request's trace (set by the TraceContext middleware) goes out as a Kafka header.
-        await publisher.publish(event, tracing.current.get())
+        with otel.step("publish", "PRODUCER"):  # exported only with OTEL_EXPORTER_OTLP_ENDPOINT
+            await publisher.publish(event, tracing.current.get())
     except PublishError as exc:
         await store.discard(record.request_id, written)
         log.warning("submit refused: %s", exc, extra={"request_id": record.request_id})
