@@ -70,3 +70,28 @@ def test_missing_binary_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mon
     prometheus = PrometheusServer(tmp_path, 19490, {})
     with pytest.raises(LocalStackError, match=r"prometheus not found.*make install"):
         prometheus.prepare()
+
+
+def test_a_prometheus_just_started_is_seen_alive(tmp_path: Path) -> None:
+    """Right after exec its /proc cmdline is briefly empty; before procs read it again, about one
+    start in four looked like "exited during start" to `stt local up`."""
+    from stt_local import free_port, procs
+
+    config = tmp_path / "prometheus.yml"
+    config.write_text("{}")
+    port = free_port()
+    for _ in range(20):
+        pid = procs.spawn(
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            tmp_path / "prometheus.log",
+            tmp_path,
+        )
+        try:
+            assert procs.is_alive(pid, str(config))
+        finally:
+            procs.terminate(pid, None, 10)
