@@ -46,7 +46,9 @@ def enabled() -> bool:
 
 
 def wanted() -> bool:
-    """True when the environment asks for span export."""
+    """True when the environment asks for span export (and OTEL_SDK_DISABLED does not veto it)."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
     return any(os.environ.get(name) for name in ENDPOINT_VARIABLES)
 
 
