@@ -7,7 +7,8 @@ dir) scrapes them every second and loads deploy/prometheus/alerts.yml. A job tha
 (webhook delivered), one that fails (bad media; dead-lettered) whose webhook is refused until it
 is dead-lettered too, then: every query of every panel parses, returns series over the test's
 time range, each panel shows something above zero, every rule evaluates without error, and the
-dead-letter alerts fire.
+dead-letter alerts fire. Last, the transcriber stops while a job waits, and the expression of
+SttNoTranscriberConsuming holds on the real series.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from stt_local.prometheus import ALERT_RULES, PrometheusServer
 from tests import processes, speech
@@ -84,6 +86,9 @@ class Receiver:
 class Observed:
     prometheus: PrometheusServer
     started: float  # unix time before the first job
+    api: processes.Api
+    transcriber: processes.Service
+    media_url: str
 
     def get(self, path: str, **params: str) -> Any:
         response = httpx.get(f"{self.prometheus.url}{path}", params=params, timeout=10)
@@ -160,7 +165,7 @@ def observed(
                 workers, ("projector ready", "ready", "webhooks ready"), strict=True
             ):
                 worker.wait_for_log(ready, timeout=120)
-            seen = Observed(prometheus, time.time())
+            seen = Observed(prometheus, time.time(), api, workers[1], server.url)
             seen.wait_for('count(up{job=~"stt-.*"} == 1) == 4')
             time.sleep(2)  # a scrape of every counter before the jobs: rates see them move
             _run_jobs(api, server.url, receiver.url)
@@ -234,3 +239,32 @@ def test_every_rule_evaluates_and_the_dead_letter_alerts_fire(observed: Observed
     # Everything is up and consuming: none of the outage alerts may fire on a healthy stack.
     outages = {"SttNoTranscriberConsuming", "SttKafkaUnreachable", "SttRedisUnreachable"}
     assert not firing & outages, firing
+
+
+def test_the_no_transcriber_rule_holds_on_the_real_series_once_the_last_one_stops(
+    observed: Observed,
+) -> None:
+    """The rule's own expression (its `for:` aside), on what the projector exports from the
+    broker after the only transcriber left its group while a job waits. Runs last: it stops it."""
+    groups = yaml.safe_load(ALERT_RULES.read_text())["groups"]
+    (rule,) = [
+        r for g in groups for r in g["rules"] if r.get("alert") == "SttNoTranscriberConsuming"
+    ]
+    assert not observed.query(rule["expr"])  # a transcriber is there
+    observed.transcriber.stop()  # SIGTERM: it leaves the group
+    _submit_unserved(observed)
+    (firing,) = observed.wait_for(rule["expr"], timeout=60)
+    assert float(firing["value"][1]) >= 1  # the waiting job
+
+
+def _submit_unserved(observed: Observed) -> None:
+    """Submit one job that nobody will take."""
+    rid = "wait-" + uuid.uuid4().hex[:8]
+    body = {"request_id": rid, "media_url": f"{observed.media_url}/speech.wav"}
+    response = httpx.post(
+        f"{observed.api.url}/api/v1/transcribe",
+        json=body,
+        headers={"X-API-Key": processes.API_KEY},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
