@@ -39,6 +39,12 @@ class RedisSettings(_Base):
         3600, ge=1, description="Seconds a job stays pollable after its last change"
     )
     ssl: bool = False
+    max_connections: int = Field(
+        64, ge=1, description="Connections one process opens at most; more requests wait for one"
+    )
+    pool_timeout: float = Field(
+        5.0, gt=0, description="Seconds a request waits for a free connection; then 503"
+    )
 
     @field_validator("password", mode="before")
     @classmethod
@@ -122,6 +128,20 @@ class MinioSettings(_Base):
     bucket: str = "stt-media"
     secure: bool = False
     region: str = "us-east-1"
+    allowed_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Buckets minio:// and s3:// media may name besides MINIO_BUCKET; no other is "
+        "read",
+    )
+
+    @field_validator("allowed_buckets", mode="before")
+    @classmethod
+    def _buckets(cls, value: object) -> object:
+        return _split_csv(value)
+
+    def readable_buckets(self) -> frozenset[str]:
+        """Every bucket media may be read from: MINIO_BUCKET and MINIO_ALLOWED_BUCKETS."""
+        return frozenset([self.bucket, *self.allowed_buckets])
 
 
 class ApiSettings(_Base):
@@ -199,6 +219,15 @@ class FetchSettings(_Base):
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(30.0, gt=0)
     total_timeout: float = Field(600.0, gt=0)
+    min_bytes_per_second: int = Field(
+        16 * 1024,
+        ge=0,
+        description="Slowest average download rate accepted, judged once STT_FETCH_MIN_RATE_GRACE "
+        "seconds have passed; slower fails the job without retry; 0 = no minimum",
+    )
+    min_rate_grace: float = Field(
+        10.0, ge=0, description="Seconds a download may take before its average rate is judged"
+    )
     max_redirects: int = Field(5, ge=0, le=20)
     allow_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -13,6 +13,7 @@ from stt_api import errors, guard, polling
 from stt_api.auth import accepted_keys
 from stt_api.body_limit import BodyLimit
 from stt_api.http_metrics import HttpMetrics
+from stt_api.long_poll import LongPolls
 from stt_api.media_store import MediaStore
 from stt_api.rate_limit import RateLimiter
 from stt_api.routes import health, metrics, transcribe, uploads
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = job_store.connect(settings.redis)
         app.state.job_store = job_store.JobStore(redis, settings.redis.job_ttl)
+        app.state.long_polls = LongPolls(app.state.job_store)
         app.state.publisher = SubmitPublisher(settings.kafka)
         app.state.pending_ttl = settings.api.submit_ttl_before_publish
         app.state.api_keys = api_keys
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.publisher.close()
             await app.state.rate_limiter.drain()
+            await app.state.long_polls.close()
             await redis.aclose()
             app.state.media_store.close()
 
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.poll_advisor = polling.PollAdvisor(settings.api.poll_rtf)
     app.state.media_store = MediaStore(settings.minio)
+    app.state.minio_settings = settings.minio
     app.state.max_upload_bytes = settings.api.max_upload_bytes
     errors.install(app)
     app.add_middleware(TraceContext)  # innermost: the route's task runs in the request's trace

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import time
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+REDIS_RETRY_AFTER: Final = "1"
+REDIS_LOG_EVERY: Final = 10.0  # seconds between warnings while Redis fails: no log per request
+_last_warning = [0.0]
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -43,6 +51,23 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
+async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """Redis down, or every pooled connection busy past REDIS_POOL_TIMEOUT: 503, not 500.
+
+    One warning line (no traceback) per REDIS_LOG_EVERY seconds, however many requests fail.
+    """
+    now = time.monotonic()
+    if now - _last_warning[0] >= REDIS_LOG_EVERY:
+        _last_warning[0] = now
+        log.warning("job store unavailable: %s: %s", type(exc).__name__, exc)
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "Job store temporarily unavailable; retry later"},
+        headers={"Retry-After": REDIS_RETRY_AFTER},
+    )
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RedisError, _redis_unavailable)
