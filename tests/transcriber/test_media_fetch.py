@@ -251,9 +251,10 @@ async def test_redirect_to_loopback_is_refused_before_connecting(
         f"http://localhost:{port}/a", tmp_path / "m", settings(allow_hosts=["localhost"])
     )
     assert str(err) == (
-        f"Refused to fetch {other_server.base}/secret: 127.0.0.1 is a loopback address "
+        f"Refused to fetch {other_server.base}/secret: the host is not a public address "
         "(not on STT_FETCH_ALLOW_HOSTS)"
     )
+    assert err.detail == "127.0.0.1 is a loopback address"
     assert (err.error_type, err.transient) == ("blocked_url", False)
     assert server.connections == 1
     assert other_server.connections == 0
@@ -263,7 +264,7 @@ async def test_loopback_is_refused_without_allow_list(server: Server, tmp_path: 
     server.routes["/a"] = body(AUDIO)
     err = await fail(f"{server.base}/a", tmp_path / "m", settings(allow_hosts=[]))
     assert err.error_type == "blocked_url"
-    assert "127.0.0.1 is a loopback address" in str(err)
+    assert err.detail == "127.0.0.1 is a loopback address"
     assert server.connections == 0
 
 
@@ -271,9 +272,10 @@ async def test_redirect_to_metadata_address_is_refused(server: Server, tmp_path:
     server.routes["/a"] = redirect("http://u:p@169.254.169.254/latest/meta-data/?token=secret#x")
     err = await fail(f"{server.base}/a", tmp_path / "m", settings())
     assert str(err) == (
-        "Refused to fetch http://169.254.169.254/latest/meta-data/: 169.254.169.254 is a "
-        "link-local address (not on STT_FETCH_ALLOW_HOSTS)"
+        "Refused to fetch http://169.254.169.254/latest/meta-data/: the host is not a public "
+        "address (not on STT_FETCH_ALLOW_HOSTS)"
     )
+    assert err.detail == "169.254.169.254 is a link-local address"
 
 
 async def test_invalid_redirect_location(server: Server, tmp_path: Path) -> None:

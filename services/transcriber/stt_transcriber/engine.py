@@ -20,6 +20,7 @@ from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.transcribe import Segment as WhisperSegment
 from faster_whisper.transcribe import TranscriptionInfo
 
+from stt_common.cancellation import CANCELLED_MESSAGE, CANCELLED_TYPE
 from stt_common.messages import Segment
 from stt_common.settings import ModelSettings
 from stt_transcriber import heap
@@ -50,9 +51,17 @@ class Engine(Protocol):
         path: Path,
         language: str | None,
         on_progress: Callable[[float], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Transcript:
-        """Transcribe `path`; blocking, so callers use a thread. None or "auto" detects."""
+        """Transcribe `path`; blocking, so callers use a thread. None or "auto" detects.
+        Raises JobError("cancelled") soon after `should_stop()` turns true."""
         ...
+
+
+def stop_if(should_stop: Callable[[], bool] | None) -> None:
+    """A safe point of the inference thread: the client deleted the job, so stop here."""
+    if should_stop is not None and should_stop():
+        raise JobError(CANCELLED_MESSAGE, CANCELLED_TYPE)
 
 
 class _Collected:
@@ -123,8 +132,13 @@ class WhisperEngine:
         path: Path,
         language: str | None,
         on_progress: Callable[[float], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Transcript:
         """Transcribe `path`, calling `on_progress` with the share of the audio done (0-1).
+
+        `should_stop` is asked after decoding, between windows and between the segments of a
+        window (each ~30 s of audio), so a deleted job stops within one segment's time.
+        All-silent audio gets no window (`speech_span`): the model does not run on it.
 
         Audio longer than `window_seconds` goes to the model window by window: the language is
         detected on the first window (when not given) and used for the rest, each window after
@@ -141,6 +155,7 @@ class WhisperEngine:
         # Decoded here, within the sample bound, rather than by faster-whisper (unbounded).
         audio = decode(path, self.max_audio_seconds)
         heap.release()
+        stop_if(should_stop)
         duration = audio.size / SAMPLE_RATE
         # Digital silence at the ends is left out (see windows.py); times stay the file's.
         lo, hi = speech_span(audio, SAMPLE_RATE)
@@ -152,6 +167,7 @@ class WhisperEngine:
         first: TranscriptionInfo | None = None
         try:
             for start, end in bounds:
+                stop_if(should_stop)
                 # A view, not a copy; the window's features live only inside this call.
                 info = self._window(
                     audio[start:end],
@@ -160,6 +176,7 @@ class WhisperEngine:
                     collected,
                     # A single window keeps the model's times untouched, as before windowing.
                     bound=end / SAMPLE_RATE if len(bounds) > 1 else None,
+                    should_stop=should_stop,
                 )
                 if first is None:
                     first = info
@@ -175,13 +192,13 @@ class WhisperEngine:
                     "unsupported_language",
                 ) from exc
             raise
-        assert first is not None  # `windows` always gives at least one
         return Transcript(
             text=" ".join(s.text for s in collected.segments),
             segments=collected.segments,
             duration=duration,
-            language=first.language,
-            language_probability=first.language_probability,
+            # Silence throughout (no window ran): nothing to detect; "" unless one was asked.
+            language=first.language if first is not None else requested or "",
+            language_probability=first.language_probability if first is not None else 0.0,
             confidence=collected.confidence(),
         )
 
@@ -192,6 +209,7 @@ class WhisperEngine:
         language: str | None,
         collected: _Collected,
         bound: float | None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> TranscriptionInfo:
         """Transcribe one window starting at `offset` seconds into `collected`."""
         if self.batched is not None:
@@ -215,4 +233,5 @@ class WhisperEngine:
             )
         for seg in segments:  # decoding happens lazily, one 30 s chunk (or batch) at a time
             collected.add(seg, offset, bound)
+            stop_if(should_stop)
         return info

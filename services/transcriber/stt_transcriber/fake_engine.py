@@ -9,7 +9,7 @@ from pathlib import Path
 
 from stt_common.messages import Segment
 from stt_transcriber.audio import probe
-from stt_transcriber.engine import Transcript
+from stt_transcriber.engine import Transcript, stop_if
 from stt_transcriber.errors import JobError
 
 _PCM_BYTES_PER_SECOND = 32_000  # 16 kHz mono 16-bit, for files PyAV cannot read
@@ -35,6 +35,7 @@ class FakeEngine:
         path: Path,
         language: str | None,
         on_progress: Callable[[float], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Transcript:
         with self._lock:
             self.calls.append((path, language))
@@ -45,6 +46,7 @@ class FakeEngine:
         for step in range(1, _STEPS + 1):  # progress in steps, like segments arriving
             if self.delay > 0:
                 time.sleep(self.delay / _STEPS)
+            stop_if(should_stop)
             if self.fail_with is not None and step > _STEPS // 2:
                 raise self.fail_with  # half way through, as a real failure would be
             if on_progress is not None:

@@ -23,6 +23,7 @@ from stt_transcriber.object_fetch import fetch_object, minio_origin
 
 CHUNK = 64 * 1024
 PREFIX = DOWNLOAD_FAILED
+NOT_PUBLIC = "the host is not a public address"
 
 
 async def fetch_media(
@@ -138,9 +139,12 @@ async def _guard(url: str, allow: list[str], minio: tuple[str, int], pins: Pins)
     on_minio = (target.rstrip("."), port) == minio
     reason = None if on_minio else refusal(target, addresses, allow)
     if reason is not None:
+        # The client learns only that it was refused; what the name resolved to (an internal
+        # address, say) goes to the worker's log alone.
         raise JobError(
-            f"Refused to fetch {_shown(url)}: {reason} (not on STT_FETCH_ALLOW_HOSTS)",
+            f"Refused to fetch {_shown(url)}: {NOT_PUBLIC} (not on STT_FETCH_ALLOW_HOSTS)",
             "blocked_url",
+            detail=reason,
         )
     pins[(target, port)] = addresses
     return host
