@@ -159,6 +159,21 @@ class ApiSettings(_Base):
     max_upload_bytes: int = Field(
         512 * 1024 * 1024, ge=1, description="Largest file POST /api/v1/uploads stores (413 above)"
     )
+    upload_min_bytes_per_second: int = Field(
+        8 * 1024,
+        ge=0,
+        description="Slowest average upload rate accepted (judged after STT_UPLOAD_MIN_RATE_GRACE "
+        "seconds); slower gets 408; 0 = no minimum",
+    )
+    upload_min_rate_grace: float = Field(
+        10.0, ge=0, description="Seconds an upload may take before its average rate is judged"
+    )
+    upload_timeout: float = Field(
+        1800.0, gt=0, description="Seconds one upload may take in all; then 408"
+    )
+    uploads_per_key: int = Field(
+        4, ge=1, description="Uploads one API key may have in progress at once, per API process"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     submit_ttl_before_publish: int = Field(
