@@ -82,6 +82,8 @@ MediaUrl = Annotated[
     Field(
         description="http(s) URL (presigned MinIO URLs included) or minio://bucket/key, s3://bucket/key",
         examples=["http://minio-host/bucket/audio.mp3?token=..."],
+        # Documented, not enforced here: _check_media_url words the errors.
+        json_schema_extra={"minLength": 1, "maxLength": MAX_URL_LENGTH},
     ),
 ]
 CallbackUrl = Annotated[
@@ -91,6 +93,7 @@ CallbackUrl = Annotated[
         description="http(s) URL that receives the job's final status as a signed POST "
         "(see docs/webhooks.md)",
         examples=["https://app.example.com/hooks/stt"],
+        json_schema_extra={"minLength": 1, "maxLength": MAX_URL_LENGTH},
     ),
 ]
 Language = Annotated[

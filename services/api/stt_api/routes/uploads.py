@@ -116,8 +116,10 @@ def _unavailable(exc: StoreUnavailable) -> HTTPException:
     openapi_extra={
         "requestBody": {
             "required": True,
+            # Non-empty (an empty body is a 400), and any of the accepted types.
             "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                kind: {"schema": {"type": "string", "format": "binary", "minLength": 1}}
+                for kind in ("application/octet-stream", "audio/*", "video/*")
             },
         }
     },
