@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from stt_api.routes.uploads import Refusal, UploadSlots
 from tests import processes
 
 pytestmark = pytest.mark.infra
@@ -102,3 +103,13 @@ async def test_one_key_may_hold_only_its_share_of_uploads(http: httpx.AsyncClien
         for task in slow:
             task.cancel()
         await asyncio.gather(*slow, return_exceptions=True)
+
+
+def test_a_process_serves_at_most_its_share_of_uploads_at_once() -> None:
+    # The memory bound (each upload buffers up to one part), exercised without the network.
+    slots = UploadSlots(per_key=2, max_active=3)
+    with slots.hold("a") as first, slots.hold("a") as second, slots.hold("a") as third:
+        assert (first, second, third) == (None, None, Refusal.KEY_BUSY)
+        with slots.hold("b") as fourth, slots.hold("c") as fifth:
+            assert (fourth, fifth) == (None, Refusal.PROCESS_FULL)
+    assert not slots.active

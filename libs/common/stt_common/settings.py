@@ -174,6 +174,11 @@ class ApiSettings(_Base):
     uploads_per_key: int = Field(
         4, ge=1, description="Uploads one API key may have in progress at once, per API process"
     )
+    uploads_max_active: int = Field(
+        64,
+        ge=1,
+        description="Uploads one API process serves at once (each buffers up to 8 MiB); then 503",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     submit_ttl_before_publish: int = Field(

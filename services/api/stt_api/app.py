@@ -65,7 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.minio_settings = settings.minio
     app.state.max_upload_bytes = settings.api.max_upload_bytes
     app.state.api_settings = settings.api
-    app.state.upload_slots = uploads.UploadSlots(settings.api.uploads_per_key)
+    app.state.upload_slots = uploads.UploadSlots(
+        settings.api.uploads_per_key, settings.api.uploads_max_active
+    )
     errors.install(app)
     app.add_middleware(TraceContext)  # innermost: the route's task runs in the request's trace
     # Uploads stream large bodies and enforce STT_MAX_UPLOAD_BYTES themselves.

@@ -8,6 +8,7 @@ body and the client, still writing it, gets to read the answer instead of a rese
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 import unicodedata
@@ -32,23 +33,33 @@ _ACCEPTED_TYPES = ("application/octet-stream", "audio/", "video/")
 BUSY_RETRY_AFTER: Final = "5"
 
 
-class UploadSlots:
-    """Uploads in progress per API key, in this process: one key's slow uploads cannot take
-    every upload this process would serve (STT_UPLOADS_PER_KEY)."""
+class Refusal(enum.Enum):
+    KEY_BUSY = "key"  # the key has STT_UPLOADS_PER_KEY uploads in progress
+    PROCESS_FULL = "process"  # this process has STT_UPLOADS_MAX_ACTIVE in progress
 
-    def __init__(self, per_key: int) -> None:
+
+class UploadSlots:
+    """Uploads in progress in this process, per API key and in all. Each may buffer up to one
+    8 MiB part, so the total bounds the memory uploads take (STT_UPLOADS_MAX_ACTIVE), and the
+    per-key bound keeps one key's slow uploads from taking all of it (STT_UPLOADS_PER_KEY)."""
+
+    def __init__(self, per_key: int, max_active: int) -> None:
         self.per_key = per_key
+        self.max_active = max_active
         self.active: Counter[str] = Counter()
 
     @contextmanager
-    def hold(self, identity: str) -> Iterator[bool]:
-        """Yields False (and holds nothing) when `identity` has no slot free."""
+    def hold(self, identity: str) -> Iterator[Refusal | None]:
+        """Yields None while holding a slot, or why there is none (holding nothing)."""
         if self.active[identity] >= self.per_key:
-            yield False
+            yield Refusal.KEY_BUSY
+            return
+        if self.active.total() >= self.max_active:
+            yield Refusal.PROCESS_FULL
             return
         self.active[identity] += 1
         try:
-            yield True
+            yield None
         finally:
             self.active[identity] -= 1
             if not self.active[identity]:
@@ -111,7 +122,11 @@ def _unavailable(exc: StoreUnavailable) -> HTTPException:
             "STT_UPLOAD_TIMEOUT)",
         },
         415: {"model": ErrorResponse, "description": "Not application/octet-stream"},
-        503: {"model": ErrorResponse, "description": "Object storage or its bucket unavailable"},
+        503: {
+            "model": ErrorResponse,
+            "description": "Object storage or its bucket unavailable, or STT_UPLOADS_MAX_ACTIVE "
+            "uploads in progress",
+        },
     },
     openapi_extra={
         "requestBody": {
@@ -144,12 +159,19 @@ async def upload(
             "Send the file's bytes as the body with Content-Type: application/octet-stream",
         )
     slots: UploadSlots = request.app.state.upload_slots
-    with slots.hold(_identity(request)) as held:
-        if not held:
+    with slots.hold(_identity(request)) as refused:
+        if refused is Refusal.KEY_BUSY:
             raise HTTPException(
                 status.HTTP_429_TOO_MANY_REQUESTS,
                 f"{slots.per_key} uploads of this API key are in progress already "
                 "(STT_UPLOADS_PER_KEY); retry when one has finished",
+                headers={"Retry-After": BUSY_RETRY_AFTER},
+            )
+        if refused is Refusal.PROCESS_FULL:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"{slots.max_active} uploads are in progress already (STT_UPLOADS_MAX_ACTIVE); "
+                "retry later",
                 headers={"Retry-After": BUSY_RETRY_AFTER},
             )
         return await _store_body(request, store, limit, filename)
@@ -183,9 +205,7 @@ async def _store_body(
         raise _too_large(limit) from None
     except TooSlow as exc:
         log.info("upload cut off: %s", exc, extra={"key": key})
-        raise HTTPException(
-            status.HTTP_408_REQUEST_TIMEOUT, f"Upload cut off: {exc}"
-        ) from None
+        raise HTTPException(status.HTTP_408_REQUEST_TIMEOUT, f"Upload cut off: {exc}") from None
     except StoreUnavailable as exc:
         log.warning("upload failed: %s", exc, extra={"key": key})
         raise _unavailable(exc) from exc
