@@ -48,15 +48,25 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
+def stack_settings() -> dict[str, str]:
+    """Extra environment of the stack's services; a test module overrides it to change one."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def stack(
     infra: Any,
     whisper_model_dir: Path,
     clips: dict[str, Path],
     tmp_path_factory: pytest.TempPathFactory,
+    stack_settings: dict[str, str],
 ) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("stack")
     env = processes.service_env(
-        infra.env(), prefix="e2e" + uuid.uuid4().hex[:6], STT_MODEL=str(whisper_model_dir)
+        infra.env(),
+        prefix="e2e" + uuid.uuid4().hex[:6],
+        STT_MODEL=str(whisper_model_dir),
+        **stack_settings,
     )
     client = Minio(
         infra.minio_endpoint,

@@ -19,7 +19,7 @@ from stt_common.cancellation import CANCELLED_MESSAGE, CANCELLED_TYPE
 from stt_common.messages import JobStatus, ResultEvent, SubmitEvent
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_transcriber import audio
-from stt_transcriber.engine import Engine, Transcript
+from stt_transcriber.engine import DecodeOptions, Engine, Transcript
 from stt_transcriber.errors import JobError
 from stt_transcriber.media_fetch import fetch_media
 from stt_transcriber.speed import SpeedModel
@@ -181,6 +181,8 @@ class JobRunner:
         language = None if job.language == "auto" else job.language
         pumping = loop.create_task(pump())
         try:
-            return await asyncio.to_thread(self.engine.transcribe, media, language, on_progress)
+            return await asyncio.to_thread(
+                self.engine.transcribe, media, language, on_progress, DecodeOptions.of(job)
+            )
         finally:
             pumping.cancel()
