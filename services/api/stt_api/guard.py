@@ -132,4 +132,3 @@ def document(openapi: dict[str, Any]) -> dict[str, Any]:
             for operation in operations.values():
                 operation["security"] = [{BEARER_SCHEME: []}, {SCHEME: []}]
     return openapi
-
