@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -276,3 +277,28 @@ async def test_the_openapi_document_lists_the_routes_with_bearer_auth(api: proce
     }
     assert "/v1/audio/translations" in doc["paths"] and "/v1/models" in doc["paths"]
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_a_client_that_leaves_stops_the_wait_not_the_job(
+    api_env: dict[str, str], tmp_path: Path
+) -> None:
+    patient = processes.api(api_env | {"STT_OPENAI_WAIT_SECONDS": "120"}, tmp_path).start()
+    try:
+        patient.wait_ready()
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                f"{patient.url}{TRANSCRIPTIONS}",
+                headers={"Authorization": f"Bearer {processes.API_KEY}"},
+                files={"file": ("a.wav", AUDIO)},
+                timeout=httpx.Timeout(10, read=1.5),
+            )
+        patient.wait_for_log("client left before the result; the job goes on", timeout=10)
+        rid = patient.log_text().split('"request_id": "openai-', 1)[1][:32]
+        polled = httpx.get(
+            f"{patient.url}/api/v1/transcribe/openai-{rid}",
+            headers={"X-API-Key": processes.API_KEY},
+            timeout=10,
+        )
+        assert polled.json()["status"] == "PROCESSING"
+    finally:
+        patient.stop()

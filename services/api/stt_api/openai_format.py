@@ -8,7 +8,7 @@ list. Pure formatting; `routes/openai.py` does the HTTP.
   the default) with `id`, `seek`, `start`, `end`, `text`, `tokens`, `temperature`,
   `avg_logprob`, `compression_ratio`, `no_speech_prob`, and `words[]` (`word`, `start`, `end`)
   when word timestamps are asked.
-* Errors: `{"error": {"message", "type", "param", "code"}}`.
+* Errors: `{"error": {"message", "type", "param", "code"}}`; `OpenAIError` carries one.
 """
 
 from __future__ import annotations
@@ -127,3 +127,21 @@ def render(
     kind: Literal["srt", "vtt"] = "srt" if fmt is ResponseFormat.SRT else "vtt"
     rendered = subtitles.render(kind, record.segments, record.transcription, record.duration)
     return rendered, subtitles.MEDIA_TYPES[kind]
+
+
+class OpenAIError(Exception):
+    """Answered as `{"error": {...}}` with `status`."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: ErrorType = ErrorType.INVALID_REQUEST,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = error_body(message, type, param, code)
+        self.headers = headers

@@ -23,9 +23,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -34,13 +33,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
-from stt_api import jobs
+from stt_api import jobs, openai_docs
 from stt_api.media_store import MediaStore, StoreUnavailable, TooLarge
+from stt_api.openai_form import read_fields
 from stt_api.openai_format import (
     ErrorType,
     Granularity,
+    OpenAIError,
     ResponseFormat,
-    error_body,
     model_list,
     model_object,
     render,
@@ -48,10 +48,7 @@ from stt_api.openai_format import (
 from stt_api.routes.uploads import safe_name
 from stt_api.submit_events import PublishError
 from stt_common.job_store import JobStore
-from stt_common.languages import WHISPER_LANGUAGES
 from stt_common.messages import (
-    MAX_HOTWORDS_CHARS,
-    MAX_PROMPT_CHARS,
     JobRecord,
     JobStatus,
     Source,
@@ -74,24 +71,6 @@ CLIENT_ERRORS: Final = frozenset(
     {"invalid_media", "empty_media", "too_long", "too_large", "unsupported_language"}
 )
 NO_RETRY: Final = {"x-should-retry": "false"}
-
-
-class OpenAIError(Exception):
-    """Answered as `{"error": {...}}` with `status`."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        type: ErrorType = ErrorType.INVALID_REQUEST,
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = error_body(message, type, param, code)
-        self.headers = headers
 
 
 async def _answer_error(request: Request, exc: Exception) -> Response:
@@ -138,83 +117,6 @@ def _counting(receive: Receive, limit: int) -> Receive:
     return counted
 
 
-@dataclass(frozen=True)
-class Asked:
-    """The form's fields, checked."""
-
-    task: Task
-    language: str
-    prompt: str | None
-    hotwords: str | None
-    response_format: ResponseFormat
-    temperature: float | None
-    granularities: frozenset[Granularity]
-
-
-def _text(form: FormData, name: str, limit: int | None = None) -> str | None:
-    value = form.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise OpenAIError(400, f"'{name}' must be a text field, not a file", param=name)
-    if limit is not None and len(value) > limit:
-        raise OpenAIError(
-            400, f"'{name}' is longer than {limit} characters", param=name, code="string_too_long"
-        )
-    return value.strip() or None
-
-
-E = TypeVar("E", ResponseFormat, Granularity)
-
-
-def _choice(kind: type[E], value: str, name: str) -> E:
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in kind)
-        raise OpenAIError(
-            400, f"'{value}' is not one of {allowed} - '{name}'", param=name
-        ) from None
-
-
-def read_fields(form: FormData, task: Task) -> Asked:
-    """Check the fields OpenAI defines (and `hotwords`); `model` is accepted whatever it is."""
-    language = (_text(form, "language") or "auto").lower()
-    if language != "auto" and language not in WHISPER_LANGUAGES:
-        raise OpenAIError(
-            400,
-            f"Unsupported language '{language}': use an ISO-639-1 code Whisper knows, "
-            "such as en or vi",
-            param="language",
-        )
-    temperature_text = _text(form, "temperature")
-    temperature = None
-    if temperature_text is not None:
-        try:
-            temperature = float(temperature_text)
-        except ValueError:
-            temperature = -1.0
-        if not 0 <= temperature <= 1:
-            raise OpenAIError(
-                400, "'temperature' must be a number from 0 to 1", param="temperature"
-            )
-    fmt = _choice(ResponseFormat, _text(form, "response_format") or "json", "response_format")
-    granularities = [
-        _choice(Granularity, str(v), "timestamp_granularities")
-        for key in ("timestamp_granularities[]", "timestamp_granularities")
-        for v in form.getlist(key)
-    ]
-    return Asked(
-        task=task,
-        language=language,
-        prompt=_text(form, "prompt", MAX_PROMPT_CHARS),
-        hotwords=_text(form, "hotwords", MAX_HOTWORDS_CHARS),
-        response_format=fmt,
-        temperature=temperature,
-        granularities=frozenset(granularities),
-    )
-
-
 async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
     while chunk := await upload.read(READ_CHUNK):
         yield chunk
@@ -256,15 +158,23 @@ async def _read_form(request: Request, limit: int) -> FormData:
         raise OpenAIError(400, "The body stopped before its end") from exc
 
 
-async def _outcome(store: JobStore, request_id: str, wait: float) -> JobRecord | None:
-    """The job's record once COMPLETED or FAILED, or as it is after `wait` seconds; None when
-    it is gone (deleted through the native API, or expired)."""
+async def _outcome(
+    store: JobStore, request_id: str, wait: float, gone: Callable[[], Awaitable[bool]]
+) -> JobRecord | None:
+    """The job's record once COMPLETED or FAILED, or as it is after `wait` seconds or when the
+    client has gone away (`gone`: no one is left to answer; the job goes on); None when the job
+    is gone (deleted through the native API, or expired)."""
     deadline = time.monotonic() + wait
     step = WAIT_FIRST
     while True:
         record = await store.get(request_id)
         left = deadline - time.monotonic()
         if record is None or record.status is not JobStatus.PROCESSING or left <= 0:
+            return record
+        if await gone():
+            log.info(
+                "client left before the result; the job goes on", extra={"request_id": request_id}
+            )
             return record
         await asyncio.sleep(min(step, left))
         step = min(WAIT_MAX, step * 1.5)
@@ -339,7 +249,7 @@ async def _handle(request: Request, task: Task) -> Response:
         log.warning("submit refused: %s", exc, extra={"request_id": request_id})
         raise _unavailable(str(exc)) from exc
     wait: float = request.app.state.openai_wait_seconds
-    record = await _outcome(request.app.state.job_store, request_id, wait)
+    record = await _outcome(request.app.state.job_store, request_id, wait, request.is_disconnected)
     if record is None or record.status is not JobStatus.COMPLETED:
         raise _failure(record, request_id, wait)
     body, media_type = render(record, asked.response_format, task, asked.granularities)
@@ -349,85 +259,14 @@ async def _handle(request: Request, task: Task) -> Response:
     return JSONResponse(body, headers=headers)
 
 
-def _form_schema(task: Task) -> dict[str, Any]:
-    properties: dict[str, Any] = {
-        "file": {"type": "string", "format": "binary", "description": "The audio or video"},
-        "model": {
-            "type": "string",
-            "description": "Any value (whisper-1 included): the served model is used",
-            "default": "whisper-1",
-        },
-        "language": {
-            "type": "string",
-            "description": "ISO-639-1 code of the speech; detected when absent",
-        },
-        "prompt": {"type": "string", "maxLength": MAX_PROMPT_CHARS},
-        "hotwords": {
-            "type": "string",
-            "maxLength": MAX_HOTWORDS_CHARS,
-            "description": "stt's extension: words the model should expect",
-        },
-        "response_format": {
-            "type": "string",
-            "enum": [f.value for f in ResponseFormat],
-            "default": "json",
-        },
-        "temperature": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
-    }
-    if task is Task.TRANSCRIBE:
-        properties["timestamp_granularities[]"] = {
-            "type": "array",
-            "items": {"type": "string", "enum": [g.value for g in Granularity]},
-            "description": "With verbose_json: segment (default) and/or word",
-        }
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {"type": "object", "required": ["file"], "properties": properties}
-                }
-            },
-        }
-    }
-
-
-_ERROR_SCHEMA: Final = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {
-                "message": {"type": "string"},
-                "type": {"type": "string"},
-                "param": {"type": ["string", "null"]},
-                "code": {"type": ["string", "null"]},
-            },
-        }
-    },
-}
-_ERROR: Final = {"content": {"application/json": {"schema": _ERROR_SCHEMA}}}
-_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
-    200: {
-        "description": "json and verbose_json: JSON; text, srt, vtt: text",
-        "content": {"application/json": {}, "text/plain": {}, "text/vtt": {}},
-    },
-    400: {**_ERROR, "description": "A field breaks its rule, or the file is not audio"},
-    401: {**_ERROR, "description": "Missing or wrong key"},
-    413: {**_ERROR, "description": "File over STT_MAX_UPLOAD_BYTES"},
-    429: {**_ERROR, "description": "Rate limit; see Retry-After"},
-    503: {**_ERROR, "description": "Object storage or Kafka unavailable"},
-    504: {**_ERROR, "description": "Still running after STT_OPENAI_WAIT_SECONDS; poll the job"},
-}
-
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
 @router.post(
     "/audio/transcriptions",
     summary="OpenAI-compatible: transcribe a file and wait for the text",
-    openapi_extra=_form_schema(Task.TRANSCRIBE),
-    responses=_RESPONSES,
+    openapi_extra=openai_docs.form_schema(Task.TRANSCRIBE),
+    responses=openai_docs.RESPONSES,
     response_class=Response,
 )
 async def transcriptions(request: Request) -> Response:
@@ -437,8 +276,8 @@ async def transcriptions(request: Request) -> Response:
 @router.post(
     "/audio/translations",
     summary="OpenAI-compatible: translate the speech of a file into English text",
-    openapi_extra=_form_schema(Task.TRANSLATE),
-    responses=_RESPONSES,
+    openapi_extra=openai_docs.form_schema(Task.TRANSLATE),
+    responses=openai_docs.RESPONSES,
     response_class=Response,
 )
 async def translations(request: Request) -> Response:
@@ -453,7 +292,7 @@ async def models(request: Request) -> dict[str, Any]:
 @router.get(
     "/models/{model}",
     summary="OpenAI-compatible: one model",
-    responses={404: {**_ERROR, "description": "Not the served model"}},
+    responses={404: {**openai_docs.ERROR, "description": "Not the served model"}},
 )
 async def model(model: str, request: Request) -> dict[str, Any]:
     served: str = request.app.state.served_model
