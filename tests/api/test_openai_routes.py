@@ -115,6 +115,7 @@ async def test_a_missing_or_wrong_key_is_an_openai_401(api: processes.Api) -> No
         ({"prompt": "x" * (MAX_PROMPT_CHARS + 1)}, "prompt"),
         ({"hotwords": "x" * (MAX_HOTWORDS_CHARS + 1)}, "hotwords"),
         ({"timestamp_granularities[]": "sentence"}, "timestamp_granularities"),
+        ({"stream": "true"}, "stream"),
     ],
 )
 async def test_bad_fields_are_an_openai_400_naming_the_param(

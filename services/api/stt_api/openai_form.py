@@ -76,6 +76,9 @@ def read_fields(form: FormData, task: Task) -> Asked:
             raise OpenAIError(
                 400, "'temperature' must be a number from 0 to 1", param="temperature"
             )
+    if (_text(form, "stream") or "false").lower() not in ("false", "0"):
+        # The SDKs would read the answer as server-sent events; the whole text comes at once.
+        raise OpenAIError(400, "Streaming is not supported: leave 'stream' out", param="stream")
     fmt = _choice(ResponseFormat, _text(form, "response_format") or "json", "response_format")
     granularities = [
         _choice(Granularity, str(v), "timestamp_granularities")
