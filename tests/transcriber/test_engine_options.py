@@ -5,6 +5,7 @@ from the submit event through the job runner to faster-whisper, and what they do
 from __future__ import annotations
 
 import copy
+import uuid
 import wave
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,10 +13,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from aiokafka.errors import MessageSizeTooLargeError
 from faster_whisper.transcribe import Segment as WhisperSegment
 
-from stt_common.messages import SubmitEvent, Task
+from stt_common import bus
+from stt_common.messages import JobStatus, ResultEvent, Segment, SubmitEvent, Task, Word
+from stt_common.publisher import Publisher
+from stt_common.settings import KafkaSettings
 from stt_transcriber.engine import DecodeOptions, WhisperEngine
+from stt_transcriber.job_runner import fit_in_a_record
 from stt_transcriber.windows import window_count
 from tests.media_server import MediaServer
 from tests.speech import ENGLISH, make_speech, normalise, wer
@@ -151,3 +157,56 @@ async def test_the_job_runner_hands_the_submit_options_to_the_engine(
     assert engine.options == [  # type: ignore[attr-defined]
         DecodeOptions(NAME, "Kafka", Task.TRANSLATE, True, True, 0.2)
     ]
+
+
+def fat_result(hours: float) -> ResultEvent:
+    """A COMPLETED result of `hours` of speech at 150 words a minute, with words and tokens."""
+    segments = []
+    for n in range(int(hours * 3600 / 4)):  # a segment every 4 s, 10 words each
+        start = n * 4.0
+        words = [
+            Word(word=f"word{k}", start=start + k * 0.4, end=start + k * 0.4 + 0.3)
+            for k in range(10)
+        ]
+        text = " ".join(w.word for w in words)
+        segments.append(
+            Segment(start=start, end=start + 4, text=text, words=words, tokens=list(range(14)))
+        )
+    return ResultEvent(
+        request_id="fat-1",
+        status=JobStatus.COMPLETED,
+        transcription=" ".join(s.text for s in segments),
+        segments=segments,
+    )
+
+
+@pytest.mark.infra
+async def test_a_result_too_big_for_kafka_goes_without_words_and_tokens(infra: Any) -> None:
+    fat = fat_result(2.0)
+    slim = fit_in_a_record(fat)
+    small = fat_result(0.1)
+    assert fit_in_a_record(small) is small  # left alone
+    assert slim.transcription == fat.transcription and slim.segments
+    assert all(s.words is None and s.tokens is None for s in slim.segments)
+    assert [s.text for s in slim.segments] == [s.text for s in fat.segments]  # type: ignore[union-attr]
+    prefix = "fit" + uuid.uuid4().hex[:8]
+    settings = KafkaSettings(
+        bootstrap_servers=infra.kafka_bootstrap,
+        topic_submit=f"{prefix}.jobs.submit",
+        topic_results=f"{prefix}.jobs.results",
+        topic_status=f"{prefix}.jobs.status",
+        topic_dlq=f"{prefix}.jobs.dlq",
+        topic_partitions=1,
+    )
+    await bus.ensure_topics(settings, attempts=5)
+    topic = settings.topic_results
+    publisher = Publisher(settings)
+    await publisher.start()
+    try:
+        # What the worker would have met, again and again (it runs a job whose outcome it could
+        # not publish once more).
+        with pytest.raises(MessageSizeTooLargeError):
+            await publisher.send_and_wait(topic, bus.encode(fat), key=b"fat-1")
+        await publisher.send_and_wait(topic, bus.encode(slim), key=b"fat-1")
+    finally:
+        await publisher.stop()
