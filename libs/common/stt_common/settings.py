@@ -187,6 +187,13 @@ class ApiSettings(_Base):
     poll_rtf: float = Field(
         0.15, gt=0, description="Transcribers' seconds of work per second of audio (poll hints)"
     )
+    openai_wait_seconds: float = Field(
+        600.0,
+        gt=0,
+        le=3600,
+        description="Longest a /v1/audio request waits for its job; then 504 naming the job, "
+        "which stays pollable on /api/v1/transcribe",
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -17,11 +17,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from stt_common import bus
 from stt_common.cancellation import CANCELLED_MESSAGE, CANCELLED_TYPE
 from stt_common.messages import JobStatus, ResultEvent, SubmitEvent
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_transcriber import audio
-from stt_transcriber.engine import Engine, Transcript
+from stt_transcriber.engine import DecodeOptions, Engine, Transcript
 from stt_transcriber.errors import JobError
 from stt_transcriber.media_fetch import fetch_media
 from stt_transcriber.speed import SpeedModel
@@ -61,6 +62,9 @@ class CancelWatch:
                     return
             except Exception as exc:  # logged by the safe points' own check too
                 log.debug("cancel check failed (%s)", exc)
+# Kafka refuses records over ~1 MiB (the producer's max_request_size, the broker's
+# message.max.bytes), and an outcome that cannot be published makes the job run again.
+RESULT_MAX_BYTES = 900_000
 
 
 class Eta:
@@ -82,6 +86,21 @@ class Eta:
         by_pace = seconds / share
         total = by_pace if self.expected is None else share * by_pace + (1 - share) * self.expected
         self.at = self.began + timedelta(seconds=total)
+
+
+def fit_in_a_record(result: ResultEvent, limit: int = RESULT_MAX_BYTES) -> ResultEvent:
+    """`result`, or when its JSON is over `limit` bytes (hours of audio with word timestamps or
+    segment details), the same without the segments' `words` and `tokens`: the transcript
+    arrives without what was asked on top rather than never."""
+    if result.segments is None or len(bus.encode(result)) <= limit:
+        return result
+    slim = [s.model_copy(update={"words": None, "tokens": None}) for s in result.segments]
+    log.warning(
+        "result over %d bytes: sent without words and tokens",
+        limit,
+        extra={"request_id": result.request_id},
+    )
+    return result.model_copy(update={"segments": slim})
 
 
 class JobRunner:
@@ -180,18 +199,20 @@ class JobRunner:
             self.durations.pop(job.request_id, None)
             self.etas.pop(job.request_id, None)
             shutil.rmtree(scratch, ignore_errors=True)
-        return self._result(
-            job,
-            JobStatus.COMPLETED,
-            stage="done",
-            progress=1.0,
-            transcription=transcript.text,
-            duration=round(transcript.duration, 3),
-            confidence=round(transcript.confidence, 4),
-            processing_time=round(time.monotonic() - started, 3),
-            language=transcript.language or None,
-            language_probability=round(transcript.language_probability, 4),
-            segments=transcript.segments,
+        return fit_in_a_record(
+            self._result(
+                job,
+                JobStatus.COMPLETED,
+                stage="done",
+                progress=1.0,
+                transcription=transcript.text,
+                duration=round(transcript.duration, 3),
+                confidence=round(transcript.confidence, 4),
+                processing_time=round(time.monotonic() - started, 3),
+                language=transcript.language or None,
+                language_probability=round(transcript.language_probability, 4),
+                segments=transcript.segments,
+            )
         )
 
     async def _transcribe(
@@ -221,7 +242,12 @@ class JobRunner:
         pumping = loop.create_task(pump())
         try:
             return await asyncio.to_thread(
-                self.engine.transcribe, media, language, on_progress, watch
+                self.engine.transcribe,
+                media,
+                language,
+                on_progress,
+                watch,
+                DecodeOptions.of(job),
             )
         finally:
             pumping.cancel()

@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
-from stt_api import polling, subtitles
+from stt_api import jobs, polling, subtitles
 from stt_api.long_poll import LongPolls
 from stt_api.submit_events import PublishError, SubmitPublisher
-from stt_common import cancellation, media_bucket, metrics, tracing
+from stt_common import cancellation, media_bucket
 from stt_common.job_store import JobStore, job_key
 from stt_common.messages import (
     SUBMITTED_MESSAGE,
@@ -79,30 +79,24 @@ async def submit(body: TranscribeRequest, request: Request) -> Response:
         # A 422 like any other field rule, the same for every refused bucket (see media_bucket).
         error = {"loc": ("body", "media_url"), "msg": media_bucket.BUCKET_REFUSED}
         raise RequestValidationError([error | {"type": "value_error"}])
-    store: JobStore = request.app.state.job_store
-    publisher: SubmitPublisher = request.app.state.publisher
     event = SubmitEvent(
         request_id=body.request_id,
         media_url=body.media_url,
         language=body.language,
         source=Source.API,
         callback_url=body.callback_url,
+        prompt=body.prompt,
+        hotwords=body.hotwords,
+        task=body.task,
+        word_timestamps=body.word_timestamps,
     )
-    record = JobRecord.from_submit(event)
-    # Short TTL until Kafka has the event, so a crash in between leaves nothing that never ends.
-    existing, written = await store.create(record, ttl=request.app.state.pending_ttl)
-    if existing is not None:
-        return _respond(existing, advisor=request.app.state.poll_advisor, status_code=202)
     try:
-        # The request's trace (set by the TraceContext middleware) goes out as a Kafka header.
-        await publisher.publish(event, tracing.current.get())
+        record, new = await jobs.enqueue(request, event)
     except PublishError as exc:
-        await store.discard(record.request_id, written)
-        log.warning("submit refused: %s", exc, extra={"request_id": record.request_id})
+        log.warning("submit refused: %s", exc, extra={"request_id": event.request_id})
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{exc}; retry later") from exc
-    await store.confirm(record)
-    metrics.JOBS_SUBMITTED.inc()
-    log.info("job accepted", extra={"request_id": record.request_id})
+    if not new:
+        return _respond(record, advisor=request.app.state.poll_advisor, status_code=202)
     return _respond(record, SUBMITTED_MESSAGE, status_code=202)
 
 
