@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export STT_CACHE_DIR ?= $(CURDIR)/.cache
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := redis-server espeak-ng iproute2 prometheus
+DEBIAN_PACKAGES := redis-server espeak-ng iproute2 chromium prometheus
 
 .PHONY: install system-deps model lint test up down status bench clean
 
@@ -19,7 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,model,otel]'
 	touch $@
 
-# Debian packages the servers and tests use; skipped when already there.
+# Debian packages the servers and tests use (chromium: the offline /docs test); skipped when
+# already there.
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -3,4 +3,4 @@
 from __future__ import annotations
 
 from tests.api.conftest import api, api_env  # noqa: F401
-from tests.e2e.conftest import clips, stack  # noqa: F401
+from tests.e2e.conftest import clips, stack, stack_env  # noqa: F401

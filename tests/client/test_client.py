@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from stt_client import (
     SttClient,
     Unavailable,
 )
-from stt_client._core import default_request_id
+from stt_client._core import JobOptions, default_request_id
 from tests import processes
 from tests.e2e.conftest import Stack
 
@@ -209,3 +210,24 @@ async def test_a_forbidden_url_is_job_failed(stack: Stack) -> None:
             await stt.transcribe(f"{stack.media.url}/forbidden/english.mp3?{new_id()}", deadline=60)
     assert caught.value.error == "Failed to download audio file: 403 Forbidden"
     assert caught.value.job.status == "FAILED"
+
+
+def test_decoding_options_are_sent_only_when_asked_and_change_the_derived_id() -> None:
+    bodies: list[dict[str, object]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(202, json=job_body("PROCESSING"))
+
+    with SttClient("http://stt", "k", transport=httpx.MockTransport(handle)) as stt:
+        stt.submit("j1", MEDIA, "en")
+        stt.submit("j1", MEDIA, "en", prompt="Nguyễn", hotwords="Kafka", task="translate")
+        stt.submit("j1", MEDIA, "en", word_timestamps=True)
+    assert bodies[0] == {"request_id": "j1", "media_url": MEDIA, "language": "en"}
+    assert bodies[1] == bodies[0] | {"prompt": "Nguyễn", "hotwords": "Kafka", "task": "translate"}
+    assert bodies[2] == bodies[0] | {"word_timestamps": True}
+    plain = default_request_id(MEDIA, "en")
+    assert plain == default_request_id(MEDIA, "en", JobOptions())  # the ids of earlier versions
+    translated = default_request_id(MEDIA, "en", JobOptions(task="translate"))
+    assert translated != plain
+    assert translated != default_request_id(MEDIA, "en", JobOptions(prompt="x", task="translate"))

@@ -24,7 +24,7 @@ import pytest
 from stt_common import pinned_transport
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_transcriber.errors import JobError
-from stt_transcriber.media_fetch import fetch_media
+from stt_transcriber.media_fetch import NOT_PUBLIC, fetch_media
 
 NO_MINIO = MinioSettings(endpoint="minio.invalid:9000")
 AUDIO = b"RIFF-not-really-audio" * 100
@@ -207,7 +207,9 @@ async def test_private_targets_are_refused_without_connecting(
     tmp_path: Path,
 ) -> None:
     err = await refused(template.format(port=listener.port), tmp_path)
-    assert reason in str(err) and "STT_FETCH_ALLOW_HOSTS" in str(err)
+    assert reason in (err.detail or "") and "STT_FETCH_ALLOW_HOSTS" in str(err)
+    # The client is told it was refused, not what the host resolved to (issue 12, item 6).
+    assert str(err).endswith(f": {NOT_PUBLIC} (not on STT_FETCH_ALLOW_HOSTS)")
     assert connects == [] and listener.accepted == []
 
 
@@ -215,7 +217,7 @@ async def test_ipv6_loopback_is_refused(
     listener6: Listener, connects: list[tuple[str, int]], tmp_path: Path
 ) -> None:
     err = await refused(f"http://[::1]:{listener6.port}/a.mp3", tmp_path)
-    assert "::1 is a loopback address" in str(err)
+    assert "::1 is a loopback address" in (err.detail or "")
     assert connects == [] and listener6.accepted == []
 
 
@@ -224,7 +226,8 @@ async def test_a_name_resolving_to_loopback_is_refused(
 ) -> None:
     dns["rebind.example"] = lambda n: ["127.0.0.1"]
     err = await refused(f"http://rebind.example:{listener.port}/a.mp3", tmp_path)
-    assert "127.0.0.1 is a loopback address" in str(err)
+    assert "127.0.0.1 is a loopback address" in (err.detail or "")
+    assert "127.0.0.1" not in str(err)  # the name the client gave, never what it resolved to
     assert connects == [] and listener.accepted == []
 
 

@@ -48,15 +48,25 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
+def stack_env() -> dict[str, str]:
+    """Settings a test module adds to every service of its stack (override it there)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def stack(
     infra: Any,
     whisper_model_dir: Path,
     clips: dict[str, Path],
+    stack_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("stack")
     env = processes.service_env(
-        infra.env(), prefix="e2e" + uuid.uuid4().hex[:6], STT_MODEL=str(whisper_model_dir)
+        infra.env(),
+        prefix="e2e" + uuid.uuid4().hex[:6],
+        STT_MODEL=str(whisper_model_dir),
+        **stack_env,
     )
     client = Minio(
         infra.minio_endpoint,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -106,3 +107,35 @@ def test_a_passed_deadline_exits_3(stack: Stack, tmp_path: Path) -> None:
     )
     assert run.returncode == 3, run.stderr
     assert "still PROCESSING" in run.stderr
+
+
+# "Good morning, my name is Maria and I drink coffee every morning." (see test_openai_sdk.py)
+GERMAN = "guten Morgen, ich heiße Maria und ich trinke jeden Morgen Kaffee"
+
+
+def test_translate_with_a_prompt_and_word_timestamps(stack: Stack, tmp_path: Path) -> None:
+    clip = speech.make_speech(GERMAN, "de", tmp_path / "german.wav")
+    run = stt_transcribe(
+        str(clip),
+        "--wait",
+        "--format",
+        "json",
+        "--language",
+        "de",
+        "--translate",
+        "--word-timestamps",
+        "--prompt",
+        "Maria.",
+        "--hotwords",
+        "coffee",
+        cwd=tmp_path,
+        STT_API_URL=stack.api.url,
+        STT_API_KEY=processes.API_KEY,
+    )
+    assert run.returncode == 0, run.stderr
+    job = json.loads(run.stdout)
+    words = set(speech.normalise(job["transcription"]).split())
+    assert len(words & {"good", "morning", "coffee", "drink", "drinking"}) >= 2, job
+    assert not words & {"guten", "morgen", "ich", "kaffee"}, job
+    said = [w["word"] for s in job["segments"] for w in s["words"]]
+    assert speech.normalise(" ".join(said)) == speech.normalise(job["transcription"])

@@ -95,3 +95,60 @@ def test_engine_applies_the_bound(
     with pytest.raises(JobError) as caught:
         whisper_engine.transcribe(speech.en_wav, "en")
     assert caught.value.error_type == "too_long"
+
+
+# ---- issue 12: demuxer/protocol allow-list, sample-rate floor -------------------------------
+
+
+def open_fds() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+@pytest.mark.parametrize("opener", ["probe", "decode"])
+def test_a_self_including_ffconcat_file_is_refused_without_opening_anything(
+    tmp_path: Path, opener: str
+) -> None:
+    # Named like audio, as a client would send it; FFmpeg probes the bytes, not the name.
+    playlist = tmp_path / "loop.mp3"
+    playlist.write_text(f"ffconcat version 1.0\nfile {playlist}\nfile {playlist}\n")
+    before = open_fds()
+    with pytest.raises(JobError) as caught:
+        probe(playlist, 3600) if opener == "probe" else decode(playlist, 3600)
+    assert caught.value.error_type == "invalid_media"
+    assert "format this service reads" in str(caught.value)
+    assert open_fds() <= before + 2  # unguarded, FFmpeg opened thousands (EMFILE)
+
+
+@pytest.mark.parametrize("kind", ["en_wav", "en_mp3", "en_ogg"])
+def test_the_allowed_formats_still_open(speech: Speech, kind: str) -> None:
+    assert probe(getattr(speech, kind), 3600) > 1
+
+
+def wav_at(rate: int, seconds: float, dest: Path) -> Path:
+    """A mono 16-bit WAV of a 440 Hz-ish tone (or what the rate allows) at `rate` Hz."""
+    count = int(rate * seconds)
+    tone = (np.sin(np.arange(count) * 0.3) * 8000).astype("<i2").tobytes()
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF", 36 + len(tone), b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16, b"data",
+        len(tone),
+    )  # fmt: skip
+    dest.write_bytes(header + tone)
+    return dest
+
+
+@pytest.mark.parametrize("rate", [1, 1000, 7999])
+def test_sample_rates_below_8_khz_are_refused(tmp_path: Path, rate: int) -> None:
+    # 28 KB at 1 Hz would be 3.9 hours once resampled to 16 kHz.
+    path = wav_at(rate, 14_000 / rate, tmp_path / "low.wav")
+    for check in (lambda: probe(path, 4 * 3600), lambda: decode(path, 4 * 3600)):
+        with pytest.raises(JobError) as caught:
+            check()
+        assert caught.value.error_type == "invalid_media"
+        assert f"sample rate is {rate} Hz" in str(caught.value) and "8000" in str(caught.value)
+
+
+def test_8_khz_is_accepted(tmp_path: Path) -> None:
+    path = wav_at(8000, 2.0, tmp_path / "phone.wav")
+    assert probe(path, 3600) == pytest.approx(2.0)
+    assert decode(path, 3600).size == 32_000

@@ -211,3 +211,45 @@ def test_batched_mode(
     assert result.language == "en" and 0 < result.confidence <= 1
     assert result.duration == pytest.approx(9.7, abs=0.3)
     assert progress[-1] == pytest.approx(1.0)
+
+
+# ---- issue 12: no model on silence, cancellation inside the engine ----------------------------
+
+
+def silent_wav(seconds: int, dest: Path) -> Path:
+    with wave.open(str(dest), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16_000)
+        out.writeframes(b"\0\0" * 16_000 * seconds)
+    return dest
+
+
+def test_all_silent_audio_never_reaches_the_model(
+    whisper_engine: WhisperEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[object] = []
+    real = whisper_engine.model.transcribe
+    monkeypatch.setattr(
+        whisper_engine.model, "transcribe", lambda *a, **k: calls.append(a) or real(*a, **k)
+    )
+    result = whisper_engine.transcribe(silent_wav(90, tmp_path / "silence.wav"), "auto")
+    assert calls == []  # before issue 12 the model ran on all 90 s of zeros
+    assert (result.text, result.segments, result.duration) == ("", [], 90.0)
+    assert result.language == "" and result.confidence == 0.0
+    assert whisper_engine.transcribe(tmp_path / "silence.wav", "vi").language == "vi"
+
+
+def test_should_stop_ends_the_job_after_decoding_and_between_segments(
+    whisper_engine: WhisperEngine, whisper_model_dir: Path, long_english: Path
+) -> None:
+    windowed = variant(whisper_engine, whisper_model_dir, window_seconds=30)
+    with pytest.raises(JobError) as caught:
+        windowed.transcribe(long_english, "en", should_stop=lambda: True)
+    assert caught.value.error_type == "cancelled"
+    seen: list[float] = []
+    with pytest.raises(JobError) as caught:
+        # Asked once the first segment is in: the rest of the 70 s is never transcribed.
+        windowed.transcribe(long_english, "en", seen.append, should_stop=lambda: bool(seen))
+    assert caught.value.error_type == "cancelled"
+    assert 0 < max(seen) < 0.5, seen

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from stt_common.media_bucket import BUCKET_REFUSED
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_transcriber.errors import JobError
 from stt_transcriber.media_fetch import fetch_media
@@ -250,9 +251,10 @@ async def test_redirect_to_loopback_is_refused_before_connecting(
         f"http://localhost:{port}/a", tmp_path / "m", settings(allow_hosts=["localhost"])
     )
     assert str(err) == (
-        f"Refused to fetch {other_server.base}/secret: 127.0.0.1 is a loopback address "
+        f"Refused to fetch {other_server.base}/secret: the host is not a public address "
         "(not on STT_FETCH_ALLOW_HOSTS)"
     )
+    assert err.detail == "127.0.0.1 is a loopback address"
     assert (err.error_type, err.transient) == ("blocked_url", False)
     assert server.connections == 1
     assert other_server.connections == 0
@@ -262,7 +264,7 @@ async def test_loopback_is_refused_without_allow_list(server: Server, tmp_path: 
     server.routes["/a"] = body(AUDIO)
     err = await fail(f"{server.base}/a", tmp_path / "m", settings(allow_hosts=[]))
     assert err.error_type == "blocked_url"
-    assert "127.0.0.1 is a loopback address" in str(err)
+    assert err.detail == "127.0.0.1 is a loopback address"
     assert server.connections == 0
 
 
@@ -270,9 +272,10 @@ async def test_redirect_to_metadata_address_is_refused(server: Server, tmp_path:
     server.routes["/a"] = redirect("http://u:p@169.254.169.254/latest/meta-data/?token=secret#x")
     err = await fail(f"{server.base}/a", tmp_path / "m", settings())
     assert str(err) == (
-        "Refused to fetch http://169.254.169.254/latest/meta-data/: 169.254.169.254 is a "
-        "link-local address (not on STT_FETCH_ALLOW_HOSTS)"
+        "Refused to fetch http://169.254.169.254/latest/meta-data/: the host is not a public "
+        "address (not on STT_FETCH_ALLOW_HOSTS)"
     )
+    assert err.detail == "169.254.169.254 is a link-local address"
 
 
 async def test_invalid_redirect_location(server: Server, tmp_path: Path) -> None:
@@ -314,14 +317,61 @@ async def test_read_timeout_is_transient(server: Server, tmp_path: Path) -> None
     assert (err.error_type, err.transient) == ("timeout", True)
 
 
-async def test_total_timeout_is_transient(server: Server, tmp_path: Path) -> None:
+async def test_total_timeout_is_permanent(server: Server, tmp_path: Path) -> None:
+    # Retrying would hold a worker just as long again (issue 12): the job fails at once.
     server.routes["/drip"] = stream(64 * 1024 * 20, pause=0.1)
     err = await fail(f"{server.base}/drip", tmp_path / "m", settings(total_timeout=0.5))
     assert str(err) == (
         "Failed to download audio file: not finished after 0.5 s (STT_FETCH_TOTAL_TIMEOUT) "
         "(127.0.0.1)"
     )
-    assert (err.error_type, err.transient) == ("timeout", True)
+    assert (err.error_type, err.transient) == ("timeout", False)
+
+
+def trickle(every: float) -> Route:
+    """One byte every `every` seconds, forever: no read timeout ever fires."""
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", str(500_000))
+        h.end_headers()
+        try:
+            while True:
+                h.wfile.write(b"x")
+                h.wfile.flush()
+                h.server.sent += 1  # type: ignore[attr-defined]
+                time.sleep(every)
+        except OSError:
+            pass
+
+    return route
+
+
+async def test_a_trickle_below_the_minimum_rate_fails_after_the_grace_without_retry(
+    server: Server, tmp_path: Path
+) -> None:
+    server.routes["/trickle"] = trickle(0.05)
+    fetch = settings(min_bytes_per_second=1000, min_rate_grace=1.0, total_timeout=60)
+    started = time.monotonic()
+    err = await fail(f"{server.base}/trickle", tmp_path / "m", fetch)
+    assert (err.error_type, err.transient) == ("timeout", False)
+    assert "STT_FETCH_MIN_BYTES_PER_SECOND" in str(err) and str(err).endswith("(127.0.0.1)")
+    assert time.monotonic() - started < 30  # far from the 60 s total timeout
+
+
+async def test_a_cancelled_job_stops_its_download_at_the_next_chunk(
+    server: Server, tmp_path: Path
+) -> None:
+    server.routes["/trickle"] = trickle(0.05)
+    stop_at = time.monotonic() + 0.5
+    dest = tmp_path / "m"
+    with pytest.raises(JobError) as caught:
+        await fetch_media(
+            f"{server.base}/trickle", dest, settings(), NO_MINIO, lambda: time.monotonic() > stop_at
+        )
+    assert (caught.value.error_type, str(caught.value)) == ("cancelled", "Cancelled by client")
+    assert not dest.exists()
+    assert server.sent < 100  # ~0.5 s worth of bytes, not the 10 s read limit's
 
 
 async def test_unknown_host_is_permanent(tmp_path: Path) -> None:
@@ -386,8 +436,23 @@ async def test_minio_missing_object(minio_infra: Any, tmp_path: Path) -> None:
     assert (err.error_type, err.transient) == ("not_found", False)
 
 
+async def test_other_buckets_are_refused_before_any_request(tmp_path: Path) -> None:
+    # The endpoint is unreachable: a request would fail differently (a transient download error).
+    minio = MinioSettings(
+        endpoint=f"127.0.0.1:{free_port()}", bucket="mine", allowed_buckets="also-mine"
+    )
+    for url in ("minio://other/a.wav", "s3://Mine/a.wav", "minio://x@mine/a.wav"):
+        err = await fail(url, tmp_path / "m", settings(), minio)
+        assert (err.error_type, err.transient) == ("blocked_url", False), url
+        assert str(err) == BUCKET_REFUSED
+    err = await fail("minio://also-mine/a.wav", tmp_path / "m", settings(), minio)
+    assert err.error_type == "download"  # allowed: it got as far as the (closed) port
+
+
 async def test_minio_unreachable_is_transient(tmp_path: Path) -> None:
-    minio = MinioSettings(endpoint=f"127.0.0.1:{free_port()}", access_key="a", secret_key="b")
+    minio = MinioSettings(
+        endpoint=f"127.0.0.1:{free_port()}", access_key="a", secret_key="b", bucket="bucket"
+    )
     err = await fail("minio://bucket/a.wav", tmp_path / "m", settings(), minio)
     assert err.transient and err.error_type == "download"
     assert str(err) == (

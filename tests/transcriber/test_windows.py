@@ -116,10 +116,11 @@ def test_faint_sound_is_not_silence() -> None:
     assert speech_span(audio, RATE) == (0, audio.size)
 
 
-def test_all_silence_is_given_whole() -> None:
+def test_all_silence_gets_no_window() -> None:
     audio = np.zeros(5 * RATE, np.float32)
-    assert speech_span(audio, RATE) == (0, audio.size)
+    assert speech_span(audio, RATE) == (0, 0)
     assert speech_span(np.zeros(0, np.float32), RATE) == (0, 0)
+    assert windows(audio[0:0], RATE, 30) == []
 
 
 def test_one_loud_sample_at_the_very_end() -> None:

@@ -90,4 +90,5 @@ def ensure_env_file(path: Path | None = None) -> EnvFile:
         added = "".join(f"{key}={DEFAULTS[key]()}\n" for key in missing)
         with path.open("a", encoding="utf-8") as fh:
             fh.write(("" if text.endswith("\n") or not text else "\n") + added)
+        path.chmod(0o600)  # it holds fresh secrets now, whatever its mode was
     return EnvFile(path, False, missing)

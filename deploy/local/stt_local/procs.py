@@ -14,11 +14,22 @@ from pathlib import Path
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
+# Command-line flags whose next argument is a secret (no server of ours is given one this way,
+# but a log line must never show one if it is).
+SECRET_FLAGS = frozenset({"--requirepass", "--masterauth", "--password", "--secret-key"})
+
+
+def redacted(cmd: list[str]) -> list[str]:
+    """`cmd` with the value after each flag in SECRET_FLAGS replaced by "***"."""
+    return ["***" if i and cmd[i - 1] in SECRET_FLAGS else arg for i, arg in enumerate(cmd)]
+
+
 def spawn(cmd: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
     """Start cmd detached from our session (it outlives `stt local up`), stdout+stderr to log."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
+        shown = " ".join(redacted(cmd))
+        log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {shown}\n".encode())
         log.flush()
         proc = subprocess.Popen(
             cmd,

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from stt_local.errors import LocalStackError
+from stt_local.files import write_private
 from stt_local.ports import HOST
 from stt_local.server import Server
 
@@ -43,18 +44,27 @@ class RedisServer(Server):
         # Not the port: redis-server rewrites its process title to "redis-server host:port".
         return "redis-server"
 
+    @property
+    def secrets_path(self) -> Path:
+        """The config file with the password: mode 0600, so the password is on no command line
+        (world-readable in /proc, and logged by `procs.spawn`)."""
+        return self.dir / "secrets.conf"
+
     def prepare(self) -> None:
         self._binary = find_redis_server()
+        if self.password:
+            quoted = self.password.replace("\\", "\\\\").replace('"', '\\"')
+            write_private(self.secrets_path, f'requirepass "{quoted}"\n')
+        else:
+            self.secrets_path.unlink(missing_ok=True)
 
     def command(self) -> list[str]:
-        cmd = [
-            self._binary or find_redis_server(),
+        config = [str(self.secrets_path)] if self.password else []  # a config file comes first
+        return [
+            self._binary or find_redis_server(), *config,
             "--port", str(self.port), "--bind", self.host, "--dir", str(self.dir),
             "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "",
         ]  # fmt: skip
-        if self.password:
-            cmd += ["--requirepass", self.password]
-        return cmd
 
     def check(self, timeout: float = 3.0) -> None:
         import redis

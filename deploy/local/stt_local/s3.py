@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stt_local.errors import LocalStackError
+from stt_local.files import write_private
 from stt_local.ports import HOST, can_connect
 from stt_local.server import Server
 from stt_local.tools import ensure_jars, require_tool
@@ -79,7 +80,7 @@ class S3Server(Server):
         require_tool("java")
         ensure_jars("s3proxy-pom.xml", self.jars)
         self.data.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(self.s3proxy_properties())
+        write_private(self.config, self.s3proxy_properties())  # holds the secret key
         (self.dir / "logback.xml").write_text(LOGBACK)
 
     def command(self) -> list[str]:

@@ -2,6 +2,7 @@
 
     stt transcribe talk.mp3 --wait --format srt > talk.srt
     stt transcribe https://host/a.mp3 --language en          # prints the request_id
+    stt transcribe talk.mp3 --wait --translate --prompt "Nguyễn Văn An, Kafka"
 
 A local file is uploaded first (`POST /api/v1/uploads`) and submitted as its `minio://` URL.
 The API is `--url`, else STT_API_URL (default http://127.0.0.1:8000); the key is `--api-key`,
@@ -29,7 +30,7 @@ from stt_client import (
     SttClient,
     SttError,
 )
-from stt_client._core import default_request_id
+from stt_client._core import JobOptions, default_request_id
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_SCHEMES = ("http", "https", "minio", "s3")
@@ -93,7 +94,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="show progress, then print the result")
     p.add_argument("--format", choices=FORMATS, default="text", help="with --wait (default text)")
     p.add_argument("--language", default="vi", help="Whisper code or 'auto' (default vi)")
-    p.add_argument("--request-id", help="default: derived from the media URL and language")
+    p.add_argument("--prompt", help="text the model reads first: names, spelling, style")
+    p.add_argument("--hotwords", help="words or phrases the model should expect")
+    p.add_argument("--translate", action="store_true", help="the English translation of the speech")
+    p.add_argument(
+        "--word-timestamps", action="store_true", help="each segment lists its words (json)"
+    )
+    p.add_argument("--request-id", help="default: derived from the media URL, language and options")
     p.add_argument("--deadline", type=float, default=600.0, help="seconds --wait waits (600)")
     p.add_argument("--url", help=f"API base URL (STT_API_URL, default {DEFAULT_URL})")
     p.add_argument("--api-key", help="X-API-Key (STT_API_KEY, or the first of STT_API_KEYS)")
@@ -117,8 +124,22 @@ def main(argv: list[str]) -> int:
                 size = Path(args.media).stat().st_size
                 print(f"uploading {args.media} ({size} bytes)", file=sys.stderr)
                 media_url = stt.upload(args.media)
-            rid = args.request_id or default_request_id(media_url, args.language)
-            stt.submit(rid, media_url, args.language)
+            options = JobOptions(
+                prompt=args.prompt,
+                hotwords=args.hotwords,
+                task="translate" if args.translate else "transcribe",
+                word_timestamps=args.word_timestamps,
+            )
+            rid = args.request_id or default_request_id(media_url, args.language, options)
+            stt.submit(
+                rid,
+                media_url,
+                args.language,
+                prompt=options.prompt,
+                hotwords=options.hotwords,
+                task=options.task,
+                word_timestamps=options.word_timestamps,
+            )
             if not args.wait:
                 print(rid)
                 print(

@@ -26,7 +26,7 @@ from stt_client.errors import (
     SttError,
     Unavailable,
 )
-from stt_client.models import Job, Segment
+from stt_client.models import Job, Segment, Word
 from stt_client.sync_client import SttClient
 from stt_client.webhooks import SIGNATURE_HEADER, verify_webhook
 
@@ -43,5 +43,6 @@ __all__ = [
     "SttClient",
     "SttError",
     "Unavailable",
+    "Word",
     "verify_webhook",
 ]

@@ -6,8 +6,9 @@ import hashlib
 import random
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import httpx
 
@@ -42,10 +43,43 @@ class OutOfTime(Exception):
     """The caller's deadline passed while retrying."""
 
 
-def default_request_id(media_url: str, language: str) -> str:
-    """The same URL and language give the same id, so a retried `transcribe` never runs twice."""
-    digest = hashlib.sha256(f"{language}\n{media_url}".encode()).hexdigest()
+Task = Literal["transcribe", "translate"]
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """The decoding options of a submit; the defaults are the server's."""
+
+    prompt: str | None = None
+    hotwords: str | None = None
+    task: Task = "transcribe"
+    word_timestamps: bool = False
+
+    def fields(self) -> dict[str, Any]:
+        """Only what differs from the defaults: a server without these options accepts it."""
+        return {k: v for k, v in vars(self).items() if v != getattr(DEFAULT_OPTIONS, k)}
+
+
+DEFAULT_OPTIONS: Final = JobOptions()
+
+
+def default_request_id(media_url: str, language: str, options: JobOptions = DEFAULT_OPTIONS) -> str:
+    """The same URL, language and options give the same id, so a retried `transcribe` never
+    runs twice (and a translation of a file is not its transcription). Without options, the id
+    is the one earlier versions derived."""
+    key = f"{language}\n{media_url}"
+    if options != DEFAULT_OPTIONS:
+        key += "\n" + "\n".join(f"{k}={v}" for k, v in sorted(options.fields().items()))
+    digest = hashlib.sha256(key.encode()).hexdigest()
     return f"sdk-{digest[:40]}"
+
+
+def submit_body(
+    request_id: str, media_url: str, language: str, options: JobOptions
+) -> dict[str, Any]:
+    return {"request_id": request_id, "media_url": media_url, "language": language} | (
+        options.fields()
+    )
 
 
 def _detail(response: httpx.Response) -> str:

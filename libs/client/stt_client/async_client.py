@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import httpx
 
 from stt_client import _core
+from stt_client._core import Task
 from stt_client.errors import JobFailed, JobNotFound
 from stt_client.models import Job, SubtitleFormat
 
@@ -85,9 +86,24 @@ class AsyncSttClient:
             except _core.RETRY_ON as exc:
                 await asyncio.sleep(retry.delay(exc))
 
-    async def submit(self, request_id: str, media_url: str, language: str = "vi") -> Job:
-        """Submit a job; a known `request_id` returns that job's state (idempotent)."""
-        body = {"request_id": request_id, "media_url": media_url, "language": language}
+    async def submit(
+        self,
+        request_id: str,
+        media_url: str,
+        language: str = "vi",
+        *,
+        prompt: str | None = None,
+        hotwords: str | None = None,
+        task: Task = "transcribe",
+        word_timestamps: bool = False,
+    ) -> Job:
+        """Submit a job; a known `request_id` returns that job's state (idempotent).
+
+        `prompt`: text the model reads before the audio (names, spelling); `hotwords`: words
+        it should expect; `task="translate"`: the English translation of the speech;
+        `word_timestamps`: each segment lists its words with times."""
+        options = _core.JobOptions(prompt, hotwords, task, word_timestamps)
+        body = _core.submit_body(request_id, media_url, language, options)
         return await self._call(request_id, _core.job_of, "POST", _core.API_PATH, json=body)
 
     async def upload(self, path: str | os.PathLike[str]) -> str:
@@ -155,9 +171,24 @@ class AsyncSttClient:
         request_id: str | None = None,
         language: str = "vi",
         deadline: float = 600.0,
+        *,
+        prompt: str | None = None,
+        hotwords: str | None = None,
+        task: Task = "transcribe",
+        word_timestamps: bool = False,
     ) -> Job:
-        """Submit and wait. Without `request_id`, one is derived from the URL and language,
-        so calling again after a crash or timeout picks up the same job."""
-        request_id = request_id or _core.default_request_id(media_url, language)
-        await self.submit(request_id, media_url, language)
+        """Submit and wait (the options as in `submit`). Without `request_id`, one is derived
+        from the URL, language and options, so calling again after a crash or timeout picks up
+        the same job."""
+        options = _core.JobOptions(prompt, hotwords, task, word_timestamps)
+        request_id = request_id or _core.default_request_id(media_url, language, options)
+        await self.submit(
+            request_id,
+            media_url,
+            language,
+            prompt=prompt,
+            hotwords=hotwords,
+            task=task,
+            word_timestamps=word_timestamps,
+        )
         return await self.wait(request_id, deadline)

@@ -10,12 +10,21 @@ Status = Literal["PROCESSING", "COMPLETED", "FAILED"]
 SubtitleFormat = Literal["srt", "vtt", "txt"]
 
 
+class Word(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    word: str
+    start: float
+    end: float
+
+
 class Segment(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     start: float
     end: float
     text: str
+    words: list[Word] | None = None  # when submitted with word_timestamps
 
 
 class Job(BaseModel):

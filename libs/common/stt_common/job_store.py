@@ -19,7 +19,7 @@ import enum
 from collections.abc import Sequence
 from datetime import datetime
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Connection, Redis, SSLConnection
 
 from stt_common.messages import JobRecord
 from stt_common.settings import RedisSettings
@@ -77,17 +77,23 @@ def _ms(moment: datetime) -> int:
 
 
 def connect(settings: RedisSettings) -> Redis:
+    """A client over a bounded pool that waits for a free connection (REDIS_POOL_TIMEOUT)
+    instead of raising at once when REDIS_MAX_CONNECTIONS are out, as redis-py's default pool
+    does at 100. A wait that runs out raises redis.ConnectionError (the API answers 503)."""
     password = settings.password.get_secret_value() if settings.password else None
-    return Redis(
+    pool = BlockingConnectionPool(
+        max_connections=settings.max_connections,
+        timeout=settings.pool_timeout,
+        connection_class=SSLConnection if settings.ssl else Connection,
         host=settings.host,
         port=settings.port,
         db=settings.db,
         password=password,
-        ssl=settings.ssl,
         socket_timeout=5,
         socket_connect_timeout=5,
         health_check_interval=30,
     )
+    return Redis(connection_pool=pool)
 
 
 class JobStore:

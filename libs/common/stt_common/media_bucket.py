@@ -39,3 +39,29 @@ def client(
         region=settings.region or None,
         http_client=http,
     )
+
+
+# One answer for every refused bucket, whether it exists or not, so that the refusal says nothing
+# about what the service's credentials could reach (no existence oracle).
+BUCKET_REFUSED = (
+    "media_url names a bucket this service does not read (only MINIO_BUCKET and "
+    "MINIO_ALLOWED_BUCKETS)"
+)
+
+
+def bucket_of(url: str) -> str | None:
+    """The bucket a minio:// or s3:// URL names; None for any other scheme."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("minio", "s3"):
+        return None
+    return parts.netloc
+
+
+def readable(url: str, settings: MinioSettings) -> bool:
+    """False when `url` is minio:// or s3:// and names a bucket outside the allowed ones.
+
+    The bucket is compared exactly as the client would send it (case and all), before any
+    request is made, so no answer of the store can leak through.
+    """
+    bucket = bucket_of(url)
+    return bucket is None or bucket in settings.readable_buckets()

@@ -20,6 +20,10 @@ SCHEMA_VERSION = 1
 MAX_URL_LENGTH = 4096
 MEDIA_SCHEMES = ("http", "https", "minio", "s3")
 CALLBACK_SCHEMES = ("http", "https")
+# Whisper keeps at most 223 prompt tokens (the last ones); a token is ~4 characters of English and
+# fewer of most other scripts, so 1000 characters is more than the model can use, never less.
+MAX_PROMPT_CHARS = 1000
+MAX_HOTWORDS_CHARS = 500
 
 RequestId = Annotated[
     str,
@@ -82,6 +86,8 @@ MediaUrl = Annotated[
     Field(
         description="http(s) URL (presigned MinIO URLs included) or minio://bucket/key, s3://bucket/key",
         examples=["http://minio-host/bucket/audio.mp3?token=..."],
+        # Documented, not enforced here: _check_media_url words the errors.
+        json_schema_extra={"minLength": 1, "maxLength": MAX_URL_LENGTH},
     ),
 ]
 CallbackUrl = Annotated[
@@ -91,6 +97,7 @@ CallbackUrl = Annotated[
         description="http(s) URL that receives the job's final status as a signed POST "
         "(see docs/webhooks.md)",
         examples=["https://app.example.com/hooks/stt"],
+        json_schema_extra={"minLength": 1, "maxLength": MAX_URL_LENGTH},
     ),
 ]
 Language = Annotated[
@@ -98,6 +105,30 @@ Language = Annotated[
     AfterValidator(_check_language),
     Field(description="Whisper language code, or 'auto' to detect it", examples=["vi"]),
 ]
+Prompt = Annotated[
+    str,
+    StringConstraints(max_length=MAX_PROMPT_CHARS),
+    Field(
+        description="Text that comes before the audio (names, spelling, style): the model's "
+        "initial prompt; long audio carries on with its own previous words after the first window",
+        examples=["Nguyễn Văn An, Kafka, faster-whisper"],
+    ),
+]
+Hotwords = Annotated[
+    str,
+    StringConstraints(max_length=MAX_HOTWORDS_CHARS),
+    Field(
+        description="Words or phrases the model should expect (names, jargon): a hint to it",
+        examples=["Kubernetes, Redpanda"],
+    ),
+]
+
+
+class Task(StrEnum):
+    """What the model does with the speech: write it down, or translate it into English."""
+
+    TRANSCRIBE = "transcribe"
+    TRANSLATE = "translate"
 
 
 def utcnow() -> datetime:
@@ -127,10 +158,30 @@ class Source(StrEnum):
     REPLAY = "replay"
 
 
+class Word(BaseModel):
+    word: str
+    start: float = Field(description="Seconds from the start of the audio")
+    end: float
+
+
 class Segment(BaseModel):
+    """One stretch of speech. The optional fields are filled only when the job asked for them
+    (`word_timestamps`, `segment_details`), so result events stay small."""
+
     start: float = Field(description="Seconds from the start of the audio")
     end: float
     text: str
+    no_speech_prob: float | None = None
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+    words: list[Word] | None = Field(None, description="With word_timestamps: each word's times")
+    tokens: list[int] | None = Field(None, description="With segment_details: the token ids")
+    temperature: float | None = Field(
+        None, description="With segment_details: the temperature that decoded it"
+    )
+    seek: int | None = Field(
+        None, description="With segment_details: the offset (10 ms frames) of its 30 s chunk"
+    )
 
 
 class _Event(BaseModel):
@@ -153,6 +204,23 @@ class SubmitEvent(_Event):
         None, description="Set on retry topics: the job waits until then before running again"
     )
     callback_url: CallbackUrl | None = None
+    # Decoding options; the defaults are the behaviour before they existed.
+    prompt: Prompt | None = None
+    hotwords: Hotwords | None = None
+    task: Task = Task.TRANSCRIBE
+    word_timestamps: bool = False
+    segment_details: bool = Field(
+        False,
+        description="Each segment also carries its tokens, temperature, seek and decoder "
+        "statistics (OpenAI's verbose_json)",
+    )
+    temperature: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="First sampling temperature (OpenAI's `temperature`); None or 0 = greedy, "
+        "raised step by step when the decode fails its checks",
+    )
 
 
 class TranscriptFields(BaseModel):
@@ -257,6 +325,12 @@ class TranscribeRequest(BaseModel):
     media_url: MediaUrl
     language: Language = "vi"
     callback_url: CallbackUrl | None = None
+    prompt: Prompt | None = None
+    hotwords: Hotwords | None = None
+    task: Task = Field(
+        Task.TRANSCRIBE, description="'translate' gives the English translation of the speech"
+    )
+    word_timestamps: bool = Field(False, description="Each segment lists its words with times")
 
 
 class JobResponse(TranscriptFields):

@@ -39,6 +39,12 @@ class RedisSettings(_Base):
         3600, ge=1, description="Seconds a job stays pollable after its last change"
     )
     ssl: bool = False
+    max_connections: int = Field(
+        64, ge=1, description="Connections one process opens at most; more requests wait for one"
+    )
+    pool_timeout: float = Field(
+        5.0, gt=0, description="Seconds a request waits for a free connection; then 503"
+    )
 
     @field_validator("password", mode="before")
     @classmethod
@@ -122,6 +128,20 @@ class MinioSettings(_Base):
     bucket: str = "stt-media"
     secure: bool = False
     region: str = "us-east-1"
+    allowed_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Buckets minio:// and s3:// media may name besides MINIO_BUCKET; no other is "
+        "read",
+    )
+
+    @field_validator("allowed_buckets", mode="before")
+    @classmethod
+    def _buckets(cls, value: object) -> object:
+        return _split_csv(value)
+
+    def readable_buckets(self) -> frozenset[str]:
+        """Every bucket media may be read from: MINIO_BUCKET and MINIO_ALLOWED_BUCKETS."""
+        return frozenset([self.bucket, *self.allowed_buckets])
 
 
 class ApiSettings(_Base):
@@ -139,6 +159,26 @@ class ApiSettings(_Base):
     max_upload_bytes: int = Field(
         512 * 1024 * 1024, ge=1, description="Largest file POST /api/v1/uploads stores (413 above)"
     )
+    upload_min_bytes_per_second: int = Field(
+        8 * 1024,
+        ge=0,
+        description="Slowest average upload rate accepted (judged after STT_UPLOAD_MIN_RATE_GRACE "
+        "seconds); slower gets 408; 0 = no minimum",
+    )
+    upload_min_rate_grace: float = Field(
+        10.0, ge=0, description="Seconds an upload may take before its average rate is judged"
+    )
+    upload_timeout: float = Field(
+        1800.0, gt=0, description="Seconds one upload may take in all; then 408"
+    )
+    uploads_per_key: int = Field(
+        4, ge=1, description="Uploads one API key may have in progress at once, per API process"
+    )
+    uploads_max_active: int = Field(
+        64,
+        ge=1,
+        description="Uploads one API process serves at once (each buffers up to 8 MiB); then 503",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     submit_ttl_before_publish: int = Field(
@@ -146,6 +186,13 @@ class ApiSettings(_Base):
     )
     poll_rtf: float = Field(
         0.15, gt=0, description="Transcribers' seconds of work per second of audio (poll hints)"
+    )
+    openai_wait_seconds: float = Field(
+        600.0,
+        gt=0,
+        le=3600,
+        description="Longest a /v1/audio request waits for its job; then 504 naming the job, "
+        "which stays pollable on /api/v1/transcribe",
     )
 
     @field_validator("api_keys", mode="before")
@@ -199,6 +246,15 @@ class FetchSettings(_Base):
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(30.0, gt=0)
     total_timeout: float = Field(600.0, gt=0)
+    min_bytes_per_second: int = Field(
+        16 * 1024,
+        ge=0,
+        description="Slowest average download rate accepted, judged once STT_FETCH_MIN_RATE_GRACE "
+        "seconds have passed; slower fails the job without retry; 0 = no minimum",
+    )
+    min_rate_grace: float = Field(
+        10.0, ge=0, description="Seconds a download may take before its average rate is judged"
+    )
     max_redirects: int = Field(5, ge=0, le=20)
     allow_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

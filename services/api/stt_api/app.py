@@ -9,13 +9,15 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from stt_api import errors, guard, polling
+from stt_api import docs_pages, errors, guard, polling
 from stt_api.auth import accepted_keys
 from stt_api.body_limit import BodyLimit
 from stt_api.http_metrics import HttpMetrics
+from stt_api.long_poll import LongPolls
 from stt_api.media_store import MediaStore
+from stt_api.openai_format import served_model_id
 from stt_api.rate_limit import RateLimiter
-from stt_api.routes import health, metrics, transcribe, uploads
+from stt_api.routes import health, metrics, openai, transcribe, uploads
 from stt_api.submit_events import SubmitPublisher
 from stt_api.trace_context import TraceContext
 from stt_common import bus, job_store, otel
@@ -31,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = job_store.connect(settings.redis)
         app.state.job_store = job_store.JobStore(redis, settings.redis.job_ttl)
+        app.state.long_polls = LongPolls(app.state.job_store)
         app.state.publisher = SubmitPublisher(settings.kafka)
         app.state.pending_ttl = settings.api.submit_ttl_before_publish
         app.state.api_keys = api_keys
@@ -49,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.publisher.close()
             await app.state.rate_limiter.drain()
+            await app.state.long_polls.close()
             await redis.aclose()
             app.state.media_store.close()
 
@@ -57,15 +61,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Asynchronous speech-to-text: submit a media URL, poll for the transcript",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by `docs_pages`, from assets in a package rather than a CDN
+        redoc_url=None,
     )
     app.state.poll_advisor = polling.PollAdvisor(settings.api.poll_rtf)
     app.state.media_store = MediaStore(settings.minio)
+    app.state.minio_settings = settings.minio
     app.state.max_upload_bytes = settings.api.max_upload_bytes
+    app.state.api_settings = settings.api
+    app.state.upload_slots = uploads.UploadSlots(
+        settings.api.uploads_per_key, settings.api.uploads_max_active
+    )
+    app.state.openai_wait_seconds = settings.api.openai_wait_seconds
     errors.install(app)
     app.add_middleware(TraceContext)  # innermost: the route's task runs in the request's trace
-    # Uploads stream large bodies and enforce STT_MAX_UPLOAD_BYTES themselves.
+    # Uploads (and the OpenAI routes' forms) bound their bodies by STT_MAX_UPLOAD_BYTES themselves.
     app.add_middleware(
-        BodyLimit, max_bytes=settings.api.max_body_bytes, exempt=frozenset({uploads.PATH})
+        BodyLimit,
+        max_bytes=settings.api.max_body_bytes,
+        exempt=frozenset({uploads.PATH, *openai.PATHS}),
     )
     app.add_middleware(guard.ApiGuard)  # before the body is read: 401 and 429 cost little
     app.add_middleware(HttpMetrics)  # outermost: counts every answer, 413s included
@@ -74,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(uploads.router)
+    openai.install(app, served_model_id(settings.model.model))
+    docs_pages.install(app)
 
     def openapi() -> dict[str, Any]:
         return guard.document(FastAPI.openapi(app))

@@ -1,5 +1,8 @@
 """`X-API-Key` and the rate limit in front of every route under `/api/`: 401, then 429.
 
+The OpenAI-compatible routes under `/v1/` take the same keys as `Authorization: Bearer <key>`
+(or `X-API-Key`), and are refused with OpenAI's error body.
+
 Pure ASGI, ahead of routing: a refused request costs no dependency solving, and an accepted
 one pays for the check once (FastAPI dependencies cost more than the check itself; see
 docs/performance.md). A wrong key is refused before it is counted.
@@ -15,11 +18,15 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stt_api.auth import key_matches
+from stt_api.openai_format import ErrorType, error_body
 from stt_api.rate_limit import RateLimiter
 
 PREFIX = "/api/"
+OPENAI_PREFIX = "/v1/"
 HEADER = b"x-api-key"
+AUTHORIZATION = b"authorization"
 SCHEME = "APIKeyHeader"
+BEARER_SCHEME = "HTTPBearer"
 ROUTE_TEMPLATE = "stt.route_template"
 
 
@@ -29,15 +36,16 @@ class ApiGuard:
         self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+        openai = scope["type"] == "http" and scope["path"].startswith(OPENAI_PREFIX)
+        if scope["type"] != "http" or not (openai or scope["path"].startswith(self.prefix)):
             await self.app(scope, receive, send)
             return
         state = scope["app"].state  # set by Starlette before any middleware runs
         keys: list[bytes] = state.api_keys
-        given = next((v for k, v in scope["headers"] if k == HEADER), None)
-        candidate = given.decode("latin-1") if given else None
+        candidate = _given_key(scope, bearer=openai)
         if keys and not candidate:
-            await _refuse(401, "Missing X-API-Key header", scope, receive, send)
+            missing = "Missing API key: send Authorization: Bearer <key>" if openai else None
+            await _refuse(401, missing or "Missing X-API-Key header", scope, receive, send)
             return
         if keys and not key_matches(candidate or "", keys):
             await _refuse(401, "Invalid API key", scope, receive, send)
@@ -54,6 +62,23 @@ class ApiGuard:
         await self.app(scope, receive, send)
 
 
+def _given_key(scope: Scope, bearer: bool) -> str | None:
+    """X-API-Key, else (with `bearer`) the token of `Authorization: Bearer <token>`."""
+    headers = scope["headers"]
+    given = next((v for k, v in headers if k == HEADER), None)
+    if not given and bearer:
+        auth = next((v for k, v in headers if k == AUTHORIZATION), b"")
+        scheme, _, token = auth.partition(b" ")
+        given = token.strip() if scheme.lower() == b"bearer" else None
+    return given.decode("latin-1") if given else None
+
+
+_OPENAI_ERRORS = {
+    401: (ErrorType.INVALID_REQUEST, "invalid_api_key"),
+    429: (ErrorType.RATE_LIMIT, "rate_limit_exceeded"),
+}
+
+
 async def _refuse(
     code: int,
     detail: str,
@@ -67,14 +92,20 @@ async def _refuse(
         if pattern.match(scope["path"]):
             scope[ROUTE_TEMPLATE] = template
             break
-    await JSONResponse({"detail": detail}, status_code=code, headers=headers)(scope, receive, send)
+    if scope["path"].startswith(OPENAI_PREFIX):
+        kind, error_code = _OPENAI_ERRORS[code]
+        body = error_body(detail, kind, code=error_code)
+    else:
+        body = {"detail": detail}
+    await JSONResponse(body, status_code=code, headers=headers)(scope, receive, send)
 
 
 def _templates(app: Any) -> list[tuple[re.Pattern[str], str]]:
     compiled: list[tuple[re.Pattern[str], str]] | None = getattr(app.state, "guard_templates", None)
     if compiled is None:
         paths = app.openapi().get("paths", {})  # built once and cached by FastAPI
-        compiled = [(compile_path(p)[0], p) for p in paths if p.startswith(PREFIX)]
+        guarded = (PREFIX, OPENAI_PREFIX)
+        compiled = [(compile_path(p)[0], p) for p in paths if p.startswith(guarded)]
         app.state.guard_templates = compiled
     return compiled
 
@@ -88,9 +119,16 @@ def document(openapi: dict[str, Any]) -> dict[str, Any]:
         "name": "X-API-Key",
         "description": "One of the keys in STT_API_KEYS / STT_API_KEYS_FILE",
     }
+    components["securitySchemes"][BEARER_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The same keys, as OpenAI clients send them (/v1/ routes only)",
+    }
     for path, operations in openapi.get("paths", {}).items():
         if path.startswith(PREFIX):
             for operation in operations.values():
                 operation["security"] = [{SCHEME: []}]
+        elif path.startswith(OPENAI_PREFIX):
+            for operation in operations.values():
+                operation["security"] = [{BEARER_SCHEME: []}, {SCHEME: []}]
     return openapi
-

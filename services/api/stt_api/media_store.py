@@ -1,94 +1,104 @@
-"""Streams an upload's body into the media bucket without holding the file in memory.
+"""Streams an upload's body into the media bucket without holding the file in memory, and
+without a thread ever waiting on the client.
 
-The MinIO client is blocking, so `put_object` runs in a thread and pulls the body through
-`_BodyReader`, which fetches each chunk from the event loop as the thread needs it: at most one
-multipart part (`PART_SIZE`) is in memory per upload, and the size limit is checked as the bytes
-arrive, whatever Content-Length said.
+The body is read on the event loop into a buffer of one multipart part (`PART_SIZE`); only a
+full part (or the whole of a small file) goes to a thread, which writes it to the store and is
+free again. A client that sends one byte every 20 s therefore holds no thread, only its buffer,
+and `UploadPace` cuts it off: below STT_UPLOAD_MIN_BYTES_PER_SECOND on average (judged after
+STT_UPLOAD_MIN_RATE_GRACE seconds), or past STT_UPLOAD_TIMEOUT in all. The size limit is checked
+as the bytes arrive, whatever Content-Length said; a cut-off multipart upload is aborted.
+
+The multipart calls are the MinIO client's own (`_create_multipart_upload`, `_upload_part`,
+`_complete_multipart_upload`, `_abort_multipart_upload`: what its `put_object` runs inside),
+because its public `put_object` wants a blocking stream and so a thread for the whole upload.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import io
 import logging
-from collections.abc import AsyncIterator
-from typing import BinaryIO, cast
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
+from minio.datatypes import Part
 from minio.error import MinioException, S3Error
 
 from stt_common import media_bucket
-from stt_common.settings import MinioSettings
+from stt_common.settings import ApiSettings, MinioSettings
 
 log = logging.getLogger(__name__)
 PART_SIZE = 8 * 1024 * 1024  # multipart part size (S3's minimum is 5 MiB)
-CHUNK_WAIT = 60.0  # seconds the upload waits for the client's next chunk
-PARALLEL_UPLOADS = 16  # own threads: long uploads must not starve the default executor
+CHUNK_WAIT = 60.0  # seconds the upload waits for the client's next chunk, at most
+PARALLEL_WRITES = 16  # own threads writing ready parts: never starved by the default executor
+T = TypeVar("T")
 
 
 class TooLarge(Exception):
     """The body passed the upload limit."""
 
 
+class TooSlow(Exception):
+    """The client sent the body too slowly (minimum rate) or for too long (deadline)."""
+
+
 class StoreUnavailable(Exception):
     """MinIO is unreachable, refused the write, or the bucket does not exist."""
 
 
-class _BodyReader:
-    """A blocking `read(n)` over the request body, for the thread that runs `put_object`."""
+class UploadPace:
+    """Waits for each chunk of the body within what the limits leave; raises TooSlow."""
 
-    def __init__(
-        self,
-        chunks: AsyncIterator[bytes],
-        loop: asyncio.AbstractEventLoop,
-        first: bytes,
-        limit: int,
-    ) -> None:
-        self.chunks = chunks
-        self.loop = loop
-        self.pending = bytearray(first)
-        self.size = len(first)
-        self.limit = limit
-        self.done = False
-        self.error: BaseException | None = None  # why reading stopped (limit, disconnect)
+    def __init__(self, settings: ApiSettings) -> None:
+        self.min_rate = settings.upload_min_bytes_per_second
+        self.grace = settings.upload_min_rate_grace
+        self.timeout = settings.upload_timeout
+        self.started = time.monotonic()
+        self.total = 0
 
-    async def _next(self) -> bytes | None:
-        return await anext(self.chunks, None)
-
-    def _pull(self) -> None:
-        future = asyncio.run_coroutine_threadsafe(self._next(), self.loop)
+    async def next(self, chunks: AsyncIterator[bytes]) -> bytes | None:
+        """The next chunk, None at the end of the body."""
+        elapsed = time.monotonic() - self.started
+        left = self.timeout - elapsed
+        if self.min_rate:
+            # The latest moment the next byte may come and keep the average above the floor.
+            left = min(left, max(self.grace, (self.total + 1) / self.min_rate) - elapsed)
         try:
-            chunk = future.result(CHUNK_WAIT)
-        except BaseException as exc:
-            future.cancel()
-            self.error = exc
-            raise
-        if chunk is None:
-            self.done = True
-            return
-        self.size += len(chunk)
-        if self.size > self.limit:
-            self.error = TooLarge()
-            raise self.error
-        self.pending += chunk
+            chunk = await asyncio.wait_for(anext(chunks, None), max(0.0, min(left, CHUNK_WAIT)))
+        except TimeoutError:
+            raise TooSlow(self._why()) from None
+        if chunk is not None:
+            self.total += len(chunk)
+        return chunk
 
-    def read(self, size: int = -1) -> bytes:
-        # Fills the whole request: minio's part reader would otherwise concatenate small chunks.
-        while not self.done and (size < 0 or len(self.pending) < size):
-            self._pull()
-        cut = len(self.pending) if size < 0 else min(size, len(self.pending))
-        data = bytes(self.pending[:cut])
-        del self.pending[:cut]
-        return data
+    def _why(self) -> str:
+        elapsed = time.monotonic() - self.started
+        if elapsed >= self.timeout:
+            return f"not finished within {self.timeout:g} s (STT_UPLOAD_TIMEOUT)"
+        if elapsed >= self.grace and self.min_rate:
+            return (
+                f"slower than {self.min_rate} bytes/s on average (STT_UPLOAD_MIN_BYTES_PER_SECOND)"
+            )
+        return f"no data for {CHUNK_WAIT:g} s"
 
 
 class MediaStore:
     def __init__(self, settings: MinioSettings) -> None:
         self.bucket = settings.bucket
         # Short timeouts: a client waiting on an upload gets a 503 soon.
-        self.client = media_bucket.client(settings, 5.0, 60.0, connections=PARALLEL_UPLOADS)
+        self.client = media_bucket.client(settings, 5.0, 60.0, connections=PARALLEL_WRITES)
         self.executor = concurrent.futures.ThreadPoolExecutor(
-            PARALLEL_UPLOADS, thread_name_prefix="upload"
+            PARALLEL_WRITES, thread_name_prefix="upload"
         )
+
+    async def _run(self, call: Callable[..., T], *args: object) -> T:
+        """A blocking store call in a writing thread; store errors become StoreUnavailable."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, call, *args)
+        except Exception as exc:  # S3 answers, urllib3's connection errors, ...
+            raise StoreUnavailable(_describe(exc)) from exc
 
     def _check(self) -> None:
         try:
@@ -98,35 +108,84 @@ class MediaStore:
         if not exists:
             raise StoreUnavailable(f"bucket {self.bucket} does not exist")
 
-    def _store(self, reader: _BodyReader, key: str) -> int:
-        try:
-            self.client.put_object(
-                self.bucket,
-                key,
-                cast(BinaryIO, reader),  # minio only calls read()
-                length=-1,  # unknown: Content-Length is not trusted; the reader counts
-                part_size=PART_SIZE,
-                content_type="application/octet-stream",
-            )
-        except Exception as exc:  # minio has aborted a multipart upload by now
-            if reader.error is not None:
-                raise reader.error from None  # the body was the problem, not the store
-            raise StoreUnavailable(_describe(exc)) from exc
-        return reader.size
-
     async def check(self) -> None:
-        """Raise StoreUnavailable unless the bucket answers: before any body is read."""
-        await asyncio.get_running_loop().run_in_executor(self.executor, self._check)
+        """Raise StoreUnavailable unless the bucket answers: before any body is read. On the
+        default executor, so that busy writing threads never delay another client's check."""
+        await asyncio.to_thread(self._check)
 
-    async def put(self, key: str, first: bytes, rest: AsyncIterator[bytes], limit: int) -> int:
-        """Store `first` + `rest` as `key`; its size. Raises TooLarge, StoreUnavailable, or
-        what reading the body raised (a client that went away or stalled)."""
-        if len(first) > limit:
-            raise TooLarge()
-        reader = _BodyReader(rest, asyncio.get_running_loop(), first, limit)
-        return await asyncio.get_running_loop().run_in_executor(
-            self.executor, self._store, reader, key
+    def _put_whole(self, key: str, data: bytes) -> None:
+        self.client.put_object(
+            self.bucket,
+            key,
+            io.BytesIO(data),
+            length=len(data),
+            content_type="application/octet-stream",
         )
+
+    def _create(self, key: str) -> str:
+        headers: dict[str, str | list[str] | tuple[str]] = {
+            "Content-Type": "application/octet-stream"
+        }
+        return self.client._create_multipart_upload(self.bucket, key, headers)
+
+    def _upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> Part:
+        etag = self.client._upload_part(self.bucket, key, data, None, upload_id, number)
+        return Part(number, etag)
+
+    def _complete(self, key: str, upload_id: str, parts: list[Part]) -> None:
+        self.client._complete_multipart_upload(self.bucket, key, upload_id, parts)
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        self.client._abort_multipart_upload(self.bucket, key, upload_id)
+
+    async def put(
+        self, key: str, first: bytes, rest: AsyncIterator[bytes], limit: int, pace: UploadPace
+    ) -> int:
+        """Store `first` + `rest` as `key`; its size. Raises TooLarge, TooSlow,
+        StoreUnavailable, or what reading the body raised (a client that went away)."""
+        buffer = bytearray(first)
+        size = len(first)
+        upload_id: str | None = None
+        parts: list[Part] = []
+        try:
+            while True:
+                if size > limit:
+                    raise TooLarge()
+                if len(buffer) >= PART_SIZE:  # a full part: written while the client waits
+                    if upload_id is None:
+                        upload_id = await self._run(self._create, key)
+                    data = bytes(buffer[:PART_SIZE])
+                    del buffer[:PART_SIZE]
+                    parts.append(
+                        await self._run(self._upload_part, key, upload_id, len(parts) + 1, data)
+                    )
+                    continue
+                chunk = await pace.next(rest)
+                if chunk is None:
+                    break
+                size += len(chunk)
+                buffer += chunk
+            if upload_id is None:
+                await self._run(self._put_whole, key, bytes(buffer))
+                return size
+            if buffer:
+                parts.append(
+                    await self._run(
+                        self._upload_part, key, upload_id, len(parts) + 1, bytes(buffer)
+                    )
+                )
+            await self._run(self._complete, key, upload_id, parts)
+            return size
+        except BaseException:
+            if upload_id is not None:
+                await self._abort_quietly(key, upload_id)
+            raise
+
+    async def _abort_quietly(self, key: str, upload_id: str) -> None:
+        try:
+            await asyncio.shield(self._run(self._abort, key, upload_id))
+        except (StoreUnavailable, asyncio.CancelledError) as exc:  # the store's own expiry rules
+            log.warning("multipart upload of %s not aborted: %s", key, exc)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -11,7 +11,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from stt_common import otel, tracing
 
 _HEADER = tracing.HEADER.encode()
-SUBMIT_PATH = "/api/v1/transcribe"
+# Where a job is accepted (ours, and the OpenAI-compatible ones): their span is named "submit".
+SUBMIT_PATHS = frozenset(
+    {"/api/v1/transcribe", "/v1/audio/transcriptions", "/v1/audio/translations"}
+)
 
 
 class TraceContext:
@@ -26,7 +29,7 @@ class TraceContext:
         incoming = tracing.parse(header)
         method, path = scope.get("method", ""), scope.get("path", "")
         # The exported span (with OTEL_EXPORTER_OTLP_ENDPOINT) is this request's context itself.
-        name = "submit" if (method, path) == ("POST", SUBMIT_PATH) else f"HTTP {method}"
+        name = "submit" if method == "POST" and path in SUBMIT_PATHS else f"HTTP {method}"
         with (
             tracing.use(tracing.continue_from(incoming)),
             otel.hop(name, incoming, "SERVER", **{"http.method": method, "url.path": path}),

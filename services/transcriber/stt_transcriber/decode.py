@@ -20,7 +20,7 @@ import numpy.typing as npt
 from av.audio.frame import AudioFrame
 from av.audio.resampler import AudioResampler
 
-from stt_transcriber.audio import clock, invalid_media
+from stt_transcriber.audio import check_sample_rate, clock, invalid_media, open_media
 from stt_transcriber.errors import JobError, empty_media
 
 SAMPLE_RATE = 16_000
@@ -50,6 +50,7 @@ def _frames(container: av.container.InputContainer) -> Iterator[AudioFrame]:
         except av.InvalidDataError:
             continue  # a damaged packet is skipped, as faster-whisper does
         frame.pts = None  # the resampler need not check timestamps (damaged files break them)
+        check_sample_rate(frame.sample_rate)  # a stream may change rate mid-way
         yield frame
 
 
@@ -97,12 +98,13 @@ def decode(path: Path, max_seconds: float) -> Samples:
     samples: _Samples | None = None
     resampler = AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
+        with open_media(path) as container:
             if not container.streams.audio:
                 raise JobError(
                     "Invalid format: the file is not audio or video (no audio stream)",
                     "invalid_media",
                 )
+            check_sample_rate(container.streams.audio[0].sample_rate)
             declared = declared_seconds(container)
             samples = _Samples(declared, limit)
             for frame in itertools.chain(_frames(container), [None]):  # None: flush

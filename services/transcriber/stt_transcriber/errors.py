@@ -28,19 +28,24 @@ class JobError(Exception):
 
     `transient` is True when the same job may succeed later (connection errors, timeouts,
     HTTP 5xx/408/429, S3 server errors), so the worker retries it instead of failing the job.
+    `detail` is for the worker's log only and never reaches the client (such as the internal
+    address a refused URL resolved to).
     """
 
-    def __init__(self, message: str, error_type: str, transient: bool = False) -> None:
+    def __init__(
+        self, message: str, error_type: str, transient: bool = False, detail: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.error_type = error_type
         self.transient = transient
+        self.detail = detail
 
     def __str__(self) -> str:
         return self.message
 
-    def __reduce__(self) -> tuple[type[JobError], tuple[str, str, bool]]:
-        return (JobError, (self.message, self.error_type, self.transient))  # picklable
+    def __reduce__(self) -> tuple[type[JobError], tuple[str, str, bool, str | None]]:
+        return (JobError, (self.message, self.error_type, self.transient, self.detail))
 
     def __repr__(self) -> str:
         return (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from stt_common.messages import Segment
 from stt_transcriber.audio import probe
-from stt_transcriber.engine import Transcript
+from stt_transcriber.engine import DecodeOptions, Transcript, stop_if
 from stt_transcriber.errors import JobError
 
 _PCM_BYTES_PER_SECOND = 32_000  # 16 kHz mono 16-bit, for files PyAV cannot read
@@ -20,7 +20,8 @@ class FakeEngine:
     """Returns "fake transcript of <file name>" after `delay` seconds, or raises `fail_with`
     half way through.
 
-    `calls` records (path, language) of every call, for assertions.
+    `calls` records (path, language) of every call, and `options` the DecodeOptions of each,
+    for assertions.
     """
 
     def __init__(self, delay: float = 0.0, fail_with: JobError | None = None) -> None:
@@ -28,6 +29,7 @@ class FakeEngine:
         self.fail_with = fail_with
         self.load_seconds = 0.0
         self.calls: list[tuple[Path, str | None]] = []
+        self.options: list[DecodeOptions] = []
         self._lock = threading.Lock()
 
     def transcribe(
@@ -35,9 +37,12 @@ class FakeEngine:
         path: Path,
         language: str | None,
         on_progress: Callable[[float], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        options: DecodeOptions | None = None,
     ) -> Transcript:
         with self._lock:
             self.calls.append((path, language))
+            self.options.append(options or DecodeOptions())
         try:
             duration = probe(path, float("inf"))
         except JobError:
@@ -45,6 +50,7 @@ class FakeEngine:
         for step in range(1, _STEPS + 1):  # progress in steps, like segments arriving
             if self.delay > 0:
                 time.sleep(self.delay / _STEPS)
+            stop_if(should_stop)
             if self.fail_with is not None and step > _STEPS // 2:
                 raise self.fail_with  # half way through, as a real failure would be
             if on_progress is not None:

@@ -7,20 +7,22 @@ committed. Progress goes out through `report`, the outcome is returned as a resu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from stt_common import otel
+from stt_common import bus, otel
 from stt_common.cancellation import CANCELLED_MESSAGE, CANCELLED_TYPE
 from stt_common.messages import JobStatus, ResultEvent, SubmitEvent
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_transcriber import audio
-from stt_transcriber.engine import Engine, Transcript
+from stt_transcriber.engine import DecodeOptions, Engine, Transcript
 from stt_transcriber.errors import JobError
 from stt_transcriber.media_fetch import fetch_media
 from stt_transcriber.speed import SpeedModel
@@ -29,6 +31,40 @@ log = logging.getLogger(__name__)
 Report = Callable[[str, float | None], Awaitable[None]]
 Cancelled = Callable[[SubmitEvent], Awaitable[bool]]  # was the job deleted by its client?
 PROGRESS_EVERY = 1.0  # seconds between progress events: fresh ETAs, yet no flood on long jobs
+CANCEL_CHECK_EVERY = 1.0  # seconds between looks at the job's cancel marker while it runs
+
+
+class CancelWatch:
+    """Looks every CANCEL_CHECK_EVERY seconds whether the client deleted the running job.
+
+    Calling it answers from a flag, so the download (each chunk) and the inference thread
+    (after decoding, between windows and segments) can ask as often as they like for nothing.
+    `watch()` returns once the job is cancelled; it never raises (Redis down: the job goes on).
+    """
+
+    def __init__(self, job: SubmitEvent, cancelled: Cancelled | None) -> None:
+        self.job = job
+        self.cancelled = cancelled
+        self.flag = threading.Event()
+
+    def __call__(self) -> bool:
+        return self.flag.is_set()
+
+    async def watch(self) -> None:
+        if self.cancelled is None:
+            await asyncio.Event().wait()  # never: nothing can cancel
+        assert self.cancelled is not None
+        while True:
+            await asyncio.sleep(CANCEL_CHECK_EVERY)
+            try:
+                if await self.cancelled(self.job):
+                    self.flag.set()
+                    return
+            except Exception as exc:  # logged by the safe points' own check too
+                log.debug("cancel check failed (%s)", exc)
+# Kafka refuses records over ~1 MiB (the producer's max_request_size, the broker's
+# message.max.bytes), and an outcome that cannot be published makes the job run again.
+RESULT_MAX_BYTES = 900_000
 
 
 class Eta:
@@ -50,6 +86,21 @@ class Eta:
         by_pace = seconds / share
         total = by_pace if self.expected is None else share * by_pace + (1 - share) * self.expected
         self.at = self.began + timedelta(seconds=total)
+
+
+def fit_in_a_record(result: ResultEvent, limit: int = RESULT_MAX_BYTES) -> ResultEvent:
+    """`result`, or when its JSON is over `limit` bytes (hours of audio with word timestamps or
+    segment details), the same without the segments' `words` and `tokens`: the transcript
+    arrives without what was asked on top rather than never."""
+    if result.segments is None or len(bus.encode(result)) <= limit:
+        return result
+    slim = [s.model_copy(update={"words": None, "tokens": None}) for s in result.segments]
+    log.warning(
+        "result over %d bytes: sent without words and tokens",
+        limit,
+        extra={"request_id": result.request_id},
+    )
+    return result.model_copy(update={"segments": slim})
 
 
 class JobRunner:
@@ -125,11 +176,16 @@ class JobRunner:
         started = time.monotonic()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_dir))
+        watch = CancelWatch(job, self.cancelled)
+        watching = asyncio.create_task(watch.watch())
         try:
             await self._stop_if_cancelled(job)
             await report("downloading", None)
             with otel.step("download"):
-                media = await fetch_media(job.media_url, scratch / "media", self.fetch, self.minio)
+                download = fetch_media(
+                    job.media_url, scratch / "media", self.fetch, self.minio, watch
+                )
+                media = await _unless_cancelled(download, watching)
             with otel.step("probe"):
                 duration = await asyncio.to_thread(audio.probe, media, self.fetch.max_audio_seconds)
             if duration > 0:
@@ -139,28 +195,33 @@ class JobRunner:
             self.etas[job.request_id] = eta
             await report("transcribing", 0.0)
             with otel.step("transcribe"):
-                transcript = await self._transcribe(job, media, report, eta)
+                transcript = await self._transcribe(job, media, report, eta, watch)
             self.speed.observe(transcript.duration, time.monotonic() - eta.started)
         finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
             self.durations.pop(job.request_id, None)
             self.etas.pop(job.request_id, None)
             shutil.rmtree(scratch, ignore_errors=True)
-        return self._result(
-            job,
-            JobStatus.COMPLETED,
-            stage="done",
-            progress=1.0,
-            transcription=transcript.text,
-            duration=round(transcript.duration, 3),
-            confidence=round(transcript.confidence, 4),
-            processing_time=round(time.monotonic() - started, 3),
-            language=transcript.language,
-            language_probability=round(transcript.language_probability, 4),
-            segments=transcript.segments,
+        return fit_in_a_record(
+            self._result(
+                job,
+                JobStatus.COMPLETED,
+                stage="done",
+                progress=1.0,
+                transcription=transcript.text,
+                duration=round(transcript.duration, 3),
+                confidence=round(transcript.confidence, 4),
+                processing_time=round(time.monotonic() - started, 3),
+                language=transcript.language or None,
+                language_probability=round(transcript.language_probability, 4),
+                segments=transcript.segments,
+            )
         )
 
     async def _transcribe(
-        self, job: SubmitEvent, media: Path, report: Report, eta: Eta
+        self, job: SubmitEvent, media: Path, report: Report, eta: Eta, watch: CancelWatch
     ) -> Transcript:
         loop = asyncio.get_running_loop()
         latest: list[tuple[float, float]] = []  # (share done, when it was reached)
@@ -185,6 +246,26 @@ class JobRunner:
         language = None if job.language == "auto" else job.language
         pumping = loop.create_task(pump())
         try:
-            return await asyncio.to_thread(self.engine.transcribe, media, language, on_progress)
+            return await asyncio.to_thread(
+                self.engine.transcribe,
+                media,
+                language,
+                on_progress,
+                watch,
+                DecodeOptions.of(job),
+            )
         finally:
             pumping.cancel()
+
+
+async def _unless_cancelled(download: Awaitable[Path], watching: asyncio.Task[None]) -> Path:
+    """`download`'s result, or JobError("cancelled") as soon as the watch sees a delete, even
+    while the server sends nothing (between chunks the download checks the flag itself)."""
+    task = asyncio.ensure_future(download)
+    await asyncio.wait({task, watching}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, JobError):
+        await task
+    raise JobError(CANCELLED_MESSAGE, CANCELLED_TYPE)

@@ -17,22 +17,33 @@ import httpx
 from stt_common.pinned_transport import Pins, origin_key, pinned_client
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_common.url_guard import refusal, resolve
+from stt_transcriber.download_pace import Pace, ShouldStop, too_slow_total
 from stt_transcriber.errors import DOWNLOAD_FAILED, JobError, empty_media, too_large
 from stt_transcriber.object_fetch import fetch_object, minio_origin
 
 CHUNK = 64 * 1024
 PREFIX = DOWNLOAD_FAILED
+NOT_PUBLIC = "the host is not a public address"
 
 
-async def fetch_media(url: str, dest: Path, fetch: FetchSettings, minio: MinioSettings) -> Path:
-    """Download `url` to the file `dest` and return it; a partial file is removed on failure."""
+async def fetch_media(
+    url: str,
+    dest: Path,
+    fetch: FetchSettings,
+    minio: MinioSettings,
+    should_stop: ShouldStop | None = None,
+) -> Path:
+    """Download `url` to the file `dest` and return it; a partial file is removed on failure.
+
+    `should_stop` (the job was cancelled) is asked at every chunk, as are the rate and
+    deadline limits (`download_pace`)."""
     scheme = urlsplit(url).scheme.lower()
     try:
         if scheme in ("minio", "s3"):
             # The MinIO client is synchronous; its limits are enforced inside the thread.
-            await asyncio.to_thread(fetch_object, url, dest, fetch, minio)
+            await asyncio.to_thread(fetch_object, url, dest, fetch, minio, should_stop)
         elif scheme in ("http", "https"):
-            await _fetch_http(url, dest, fetch, minio_origin(minio))
+            await _fetch_http(url, dest, fetch, minio_origin(minio), should_stop)
         else:
             raise JobError(
                 f"{PREFIX}: unsupported URL scheme {scheme!r} (use http, https, minio or s3)",
@@ -44,7 +55,13 @@ async def fetch_media(url: str, dest: Path, fetch: FetchSettings, minio: MinioSe
     return dest
 
 
-async def _fetch_http(url: str, dest: Path, fetch: FetchSettings, minio: tuple[str, int]) -> None:
+async def _fetch_http(
+    url: str,
+    dest: Path,
+    fetch: FetchSettings,
+    minio: tuple[str, int],
+    should_stop: ShouldStop | None,
+) -> None:
     timeout = httpx.Timeout(fetch.read_timeout, connect=fetch.connect_timeout)
     host = urlsplit(url).hostname or ""
     pins: Pins = {}  # filled by _guard; the transport connects to nothing else
@@ -61,19 +78,14 @@ async def _fetch_http(url: str, dest: Path, fetch: FetchSettings, minio: tuple[s
                         current = str(response.url.join(response.headers["location"]))
                         continue
                     _check_status(response)
-                    await _save(response, dest, fetch.max_bytes)
+                    await _save(response, dest, fetch.max_bytes, Pace(fetch, host, should_stop))
                     return
             raise JobError(
                 f"{PREFIX}: more than {fetch.max_redirects} redirects (STT_FETCH_MAX_REDIRECTS)",
                 "download",
             )
-    except TimeoutError:
-        raise JobError(
-            f"{PREFIX}: not finished after {fetch.total_timeout:g} s "
-            f"(STT_FETCH_TOTAL_TIMEOUT) ({host})",
-            "timeout",
-            transient=True,
-        ) from None
+    except TimeoutError:  # not retried: the same server would hold the worker as long again
+        raise too_slow_total(fetch, host) from None
     except httpx.TimeoutException as exc:
         what = (
             f"no connection within {fetch.connect_timeout:g} s"
@@ -127,9 +139,12 @@ async def _guard(url: str, allow: list[str], minio: tuple[str, int], pins: Pins)
     on_minio = (target.rstrip("."), port) == minio
     reason = None if on_minio else refusal(target, addresses, allow)
     if reason is not None:
+        # The client learns only that it was refused; what the name resolved to (an internal
+        # address, say) goes to the worker's log alone.
         raise JobError(
-            f"Refused to fetch {_shown(url)}: {reason} (not on STT_FETCH_ALLOW_HOSTS)",
+            f"Refused to fetch {_shown(url)}: {NOT_PUBLIC} (not on STT_FETCH_ALLOW_HOSTS)",
             "blocked_url",
+            detail=reason,
         )
     pins[(target, port)] = addresses
     return host
@@ -155,16 +170,17 @@ def _check_status(response: httpx.Response) -> None:
     raise JobError(f"{PREFIX}: {code} {reason}", error_type, transient)
 
 
-async def _save(response: httpx.Response, dest: Path, max_bytes: int) -> None:
+async def _save(response: httpx.Response, dest: Path, max_bytes: int, pace: Pace) -> None:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise too_large(max_bytes)  # refused before reading; a smaller claim is not trusted
-    total = 0
     with dest.open("wb") as out:
-        async for chunk in response.aiter_bytes(CHUNK):
-            total += len(chunk)
-            if total > max_bytes:
+        # No chunk size: each read is handed over as it arrives, so a trickle is judged by
+        # `pace` at every byte it sends instead of once per full chunk.
+        async for chunk in response.aiter_bytes():
+            pace.add(len(chunk))
+            if pace.total > max_bytes:
                 raise too_large(max_bytes)
             out.write(chunk)  # local disk; small blocking writes are cheaper than a thread hop
-    if total == 0:
+    if pace.total == 0:
         raise empty_media()

@@ -6,7 +6,6 @@ is checked between chunks here instead of by cancelling.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -15,6 +14,7 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 
 from stt_common import media_bucket
 from stt_common.settings import FetchSettings, MinioSettings
+from stt_transcriber.download_pace import Pace, ShouldStop
 from stt_transcriber.errors import DOWNLOAD_FAILED, JobError, empty_media, too_large
 
 CHUNK = 64 * 1024
@@ -42,9 +42,7 @@ def minio_origin(minio: MinioSettings) -> tuple[str, int]:
 
 def _s3_error(exc: S3Error, bucket: str, key: str) -> JobError:
     code = exc.code or ""
-    if code == "NoSuchBucket":
-        return JobError(f"{DOWNLOAD_FAILED}: bucket {bucket} not found", "not_found")
-    if code in _NOT_FOUND:
+    if code in _NOT_FOUND:  # a missing bucket and a missing object read the same
         return JobError(f"{DOWNLOAD_FAILED}: object {bucket}/{key} not found", "not_found")
     if code in _FORBIDDEN:
         return JobError(
@@ -59,12 +57,21 @@ def _s3_error(exc: S3Error, bucket: str, key: str) -> JobError:
     )
 
 
-def fetch_object(url: str, dest: Path, fetch: FetchSettings, minio: MinioSettings) -> None:
-    """Download the object `url` names to `dest`, within the size limit and overall deadline."""
-    deadline = time.monotonic() + fetch.total_timeout
+def fetch_object(
+    url: str,
+    dest: Path,
+    fetch: FetchSettings,
+    minio: MinioSettings,
+    should_stop: ShouldStop | None = None,
+) -> None:
+    """Download the object `url` names to `dest`, within the size limit, overall deadline and
+    minimum rate (`download_pace`), stopping at the next chunk once `should_stop()`."""
+    if not media_bucket.readable(url, minio):  # before any request: the store says nothing
+        raise JobError(media_bucket.BUCKET_REFUSED, "blocked_url")
     parts = urlsplit(url)
     bucket, key = parts.netloc, unquote(parts.path.lstrip("/"))
     where = media_bucket.endpoint(minio)[0]
+    pace = Pace(fetch, where, should_stop)
     try:
         client = media_bucket.client(minio, fetch.connect_timeout, fetch.read_timeout)
         response = client.get_object(bucket, key)
@@ -82,21 +89,14 @@ def fetch_object(url: str, dest: Path, fetch: FetchSettings, minio: MinioSetting
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > fetch.max_bytes:
             raise too_large(fetch.max_bytes)
-        total = 0
         with dest.open("wb") as out:
-            for chunk in response.stream(CHUNK):
-                total += len(chunk)
-                if total > fetch.max_bytes:
+            # read1: what has arrived, up to CHUNK (read() would wait for a full CHUNK).
+            while chunk := response.read1(CHUNK):
+                pace.add(len(chunk))
+                if pace.total > fetch.max_bytes:
                     raise too_large(fetch.max_bytes)
-                if time.monotonic() > deadline:
-                    raise JobError(
-                        f"{DOWNLOAD_FAILED}: not finished after {fetch.total_timeout:g} s "
-                        f"(STT_FETCH_TOTAL_TIMEOUT) ({where})",
-                        "timeout",
-                        transient=True,
-                    )
                 out.write(chunk)
-        if total == 0:
+        if pace.total == 0:
             raise empty_media()
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise _connection_error(exc, where) from exc

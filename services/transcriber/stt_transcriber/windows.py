@@ -37,7 +37,8 @@ SCAN_SECONDS = 1.0  # the ends are scanned a block at a time: no temporary the s
 def speech_span(audio: npt.NDArray[np.float32], sample_rate: int) -> tuple[int, int]:
     """(start, end) sample indices of the audio between the leading and trailing digital silence
     (every sample under SILENCE_RMS in size), widened by SPAN_MARGIN_SECONDS on each side;
-    the whole audio when it is silent throughout."""
+    (0, 0), an empty span, when it is silent throughout: such audio gets no window at all, so
+    the model never runs on it (it would only invent text, for as long as the file lasts)."""
     block = max(1, int(SCAN_SECONDS * sample_rate))
     margin = int(SPAN_MARGIN_SECONDS * sample_rate)
     first = last = None
@@ -47,7 +48,7 @@ def speech_span(audio: npt.NDArray[np.float32], sample_rate: int) -> tuple[int, 
             first = start + int(loud[0])
             break
     if first is None:
-        return 0, audio.size
+        return 0, 0
     for end in range(audio.size, first, -block):
         loud = np.flatnonzero(np.abs(audio[max(first, end - block) : end]) > SILENCE_RMS)
         if loud.size:
@@ -65,7 +66,9 @@ def windows(
     frame_seconds: float = FRAME_SECONDS,
 ) -> list[tuple[int, int]]:
     """(start, end) sample indices of windows that tile `audio` exactly, each at most
-    `window_seconds` long; one window when the audio fits in one."""
+    `window_seconds` long; one window when the audio fits in one, none when it is empty."""
+    if audio.size == 0:
+        return []
     count, search = _layout(audio.size, sample_rate, window_seconds, search_seconds)
     if count == 1:
         return [(0, audio.size)]

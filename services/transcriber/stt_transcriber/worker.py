@@ -186,6 +186,10 @@ class Worker:
             try:
                 result = await self.runner.run(job, report)
             except JobError as exc:
+                if exc.detail:  # for operators only; the client is told exc.message
+                    log.warning(
+                        "%s: %s", exc.message, exc.detail, extra={"request_id": job.request_id}
+                    )
                 if exc.transient and job.attempt <= len(self.retry_steps):
                     await self._retry(job, exc)
                     return True

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 
-from stt_api import polling, subtitles
+from stt_api import jobs, polling, subtitles
+from stt_api.long_poll import LongPolls
 from stt_api.submit_events import PublishError, SubmitPublisher
-from stt_common import cancellation, metrics, otel, tracing
+from stt_common import cancellation, media_bucket
 from stt_common.job_store import JobStore, job_key
 from stt_common.messages import (
     SUBMITTED_MESSAGE,
@@ -29,7 +29,6 @@ from stt_common.messages import (
 
 log = logging.getLogger(__name__)
 MAX_WAIT = 30.0  # bounds how long one long poll holds a connection
-LONG_POLL_STEP = 0.1  # seconds between Redis reads while a long poll waits
 router = APIRouter(
     prefix="/api/v1/transcribe",
     tags=["transcribe"],
@@ -38,6 +37,7 @@ router = APIRouter(
         413: {"model": ErrorResponse, "description": "Request body over STT_MAX_BODY_BYTES"},
         422: {"model": ValidationErrorResponse, "description": "A field breaks its rule"},
         429: {"model": ErrorResponse, "description": "Rate limit; see Retry-After"},
+        503: {"model": ErrorResponse, "description": "Redis or Kafka unavailable; see Retry-After"},
     },
 )
 
@@ -75,31 +75,28 @@ def _respond(
 async def submit(body: TranscribeRequest, request: Request) -> Response:
     """Accept a job and answer at once. A known `request_id` returns that job's current status
     and starts nothing new."""
-    store: JobStore = request.app.state.job_store
-    publisher: SubmitPublisher = request.app.state.publisher
+    if not media_bucket.readable(body.media_url, request.app.state.minio_settings):
+        # A 422 like any other field rule, the same for every refused bucket (see media_bucket).
+        error = {"loc": ("body", "media_url"), "msg": media_bucket.BUCKET_REFUSED}
+        raise RequestValidationError([error | {"type": "value_error"}])
     event = SubmitEvent(
         request_id=body.request_id,
         media_url=body.media_url,
         language=body.language,
         source=Source.API,
         callback_url=body.callback_url,
+        prompt=body.prompt,
+        hotwords=body.hotwords,
+        task=body.task,
+        word_timestamps=body.word_timestamps,
     )
-    record = JobRecord.from_submit(event)
-    # Short TTL until Kafka has the event, so a crash in between leaves nothing that never ends.
-    existing, written = await store.create(record, ttl=request.app.state.pending_ttl)
-    if existing is not None:
-        return _respond(existing, advisor=request.app.state.poll_advisor, status_code=202)
     try:
-        # The request's trace (set by the TraceContext middleware) goes out as a Kafka header.
-        with otel.step("publish", "PRODUCER"):  # exported only with OTEL_EXPORTER_OTLP_ENDPOINT
-            await publisher.publish(event, tracing.current.get())
+        record, new = await jobs.enqueue(request, event)
     except PublishError as exc:
-        await store.discard(record.request_id, written)
-        log.warning("submit refused: %s", exc, extra={"request_id": record.request_id})
+        log.warning("submit refused: %s", exc, extra={"request_id": event.request_id})
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{exc}; retry later") from exc
-    await store.confirm(record)
-    metrics.JOBS_SUBMITTED.inc()
-    log.info("job accepted", extra={"request_id": record.request_id})
+    if not new:
+        return _respond(record, advisor=request.app.state.poll_advisor, status_code=202)
     return _respond(record, SUBMITTED_MESSAGE, status_code=202)
 
 
@@ -131,12 +128,10 @@ async def poll(
 ) -> Response:
     store: JobStore = request.app.state.job_store
     record = await store.get(request_id)
-    deadline = time.monotonic() + wait
-    while record is not None and record.status is JobStatus.PROCESSING:
-        if time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(min(LONG_POLL_STEP, deadline - time.monotonic()))
-        record = await store.get(request_id)
+    if record is not None and record.status is JobStatus.PROCESSING and wait > 0:
+        # Sleeps holding no Redis connection; one shared read per step wakes it (long_poll.py).
+        long_polls: LongPolls = request.app.state.long_polls
+        record = await long_polls.wait(request_id, wait)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job not found: {request_id}")
     if format == "json":

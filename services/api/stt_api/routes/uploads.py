@@ -8,23 +8,68 @@ body and the client, still writing it, gets to read the answer instead of a rese
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 import unicodedata
 import uuid
-from typing import Annotated
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from starlette.requests import ClientDisconnect
 
-from stt_api.media_store import MediaStore, StoreUnavailable, TooLarge
+from stt_api.media_store import MediaStore, StoreUnavailable, TooLarge, TooSlow, UploadPace
 from stt_common.messages import ErrorResponse, UploadResponse, ValidationErrorResponse
+from stt_common.settings import ApiSettings
 
 log = logging.getLogger(__name__)
 PATH = "/api/v1/uploads"
 MAX_NAME = 100
 # Raw bytes are all we store, but a form or JSON body means the client got the API wrong.
 _ACCEPTED_TYPES = ("application/octet-stream", "audio/", "video/")
+BUSY_RETRY_AFTER: Final = "5"
+
+
+class Refusal(enum.Enum):
+    KEY_BUSY = "key"  # the key has STT_UPLOADS_PER_KEY uploads in progress
+    PROCESS_FULL = "process"  # this process has STT_UPLOADS_MAX_ACTIVE in progress
+
+
+class UploadSlots:
+    """Uploads in progress in this process, per API key and in all. Each may buffer up to one
+    8 MiB part, so the total bounds the memory uploads take (STT_UPLOADS_MAX_ACTIVE), and the
+    per-key bound keeps one key's slow uploads from taking all of it (STT_UPLOADS_PER_KEY)."""
+
+    def __init__(self, per_key: int, max_active: int) -> None:
+        self.per_key = per_key
+        self.max_active = max_active
+        self.active: Counter[str] = Counter()
+
+    @contextmanager
+    def hold(self, identity: str) -> Iterator[Refusal | None]:
+        """Yields None while holding a slot, or why there is none (holding nothing)."""
+        if self.active[identity] >= self.per_key:
+            yield Refusal.KEY_BUSY
+            return
+        if self.active.total() >= self.max_active:
+            yield Refusal.PROCESS_FULL
+            return
+        self.active[identity] += 1
+        try:
+            yield None
+        finally:
+            self.active[identity] -= 1
+            if not self.active[identity]:
+                del self.active[identity]
+
+
+def _identity(request: Request) -> str:
+    key = request.headers.get("x-api-key")  # already checked by the guard
+    return key or f"addr:{request.client.host if request.client else '-'}"
+
 
 router = APIRouter(
     prefix=PATH,
@@ -71,14 +116,25 @@ def _unavailable(exc: StoreUnavailable) -> HTTPException:
     summary="Upload a media file (the raw body); submit the answer's media_url",
     responses={
         400: {"model": ErrorResponse, "description": "Empty or interrupted body"},
+        408: {
+            "model": ErrorResponse,
+            "description": "Body sent too slowly (STT_UPLOAD_MIN_BYTES_PER_SECOND, "
+            "STT_UPLOAD_TIMEOUT)",
+        },
         415: {"model": ErrorResponse, "description": "Not application/octet-stream"},
-        503: {"model": ErrorResponse, "description": "Object storage or its bucket unavailable"},
+        503: {
+            "model": ErrorResponse,
+            "description": "Object storage or its bucket unavailable, or STT_UPLOADS_MAX_ACTIVE "
+            "uploads in progress",
+        },
     },
     openapi_extra={
         "requestBody": {
             "required": True,
+            # Non-empty (an empty body is a 400), and any of the accepted types.
             "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                kind: {"schema": {"type": "string", "format": "binary", "minLength": 1}}
+                for kind in ("application/octet-stream", "audio/*", "video/*")
             },
         }
     },
@@ -102,6 +158,28 @@ async def upload(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             "Send the file's bytes as the body with Content-Type: application/octet-stream",
         )
+    slots: UploadSlots = request.app.state.upload_slots
+    with slots.hold(_identity(request)) as refused:
+        if refused is Refusal.KEY_BUSY:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                f"{slots.per_key} uploads of this API key are in progress already "
+                "(STT_UPLOADS_PER_KEY); retry when one has finished",
+                headers={"Retry-After": BUSY_RETRY_AFTER},
+            )
+        if refused is Refusal.PROCESS_FULL:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"{slots.max_active} uploads are in progress already (STT_UPLOADS_MAX_ACTIVE); "
+                "retry later",
+                headers={"Retry-After": BUSY_RETRY_AFTER},
+            )
+        return await _store_body(request, store, limit, filename)
+
+
+async def _store_body(
+    request: Request, store: MediaStore, limit: int, filename: str | None
+) -> UploadResponse:
     try:
         # Before reading any of the body: a client that sent `Expect: 100-continue` (curl does for
         # large files) gets this 503, or the 413 above, without sending the file.
@@ -111,17 +189,23 @@ async def upload(
         raise _unavailable(exc) from exc
     key = f"uploads/{uuid.uuid4().hex}/{safe_name(filename)}"
     chunks = request.stream()
+    settings: ApiSettings = request.app.state.api_settings
+    pace = UploadPace(settings)
     try:
         first = b""
-        async for chunk in chunks:  # an empty body is refused before an object is created
-            if chunk:
-                first = chunk
+        while not first:  # an empty body is refused before an object is created
+            chunk = await pace.next(chunks)
+            if chunk is None:
                 break
+            first = chunk
         if not first:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "The body is empty: send the file")
-        size = await store.put(key, first, chunks, limit)
+        size = await store.put(key, first, chunks, limit, pace)
     except TooLarge:
         raise _too_large(limit) from None
+    except TooSlow as exc:
+        log.info("upload cut off: %s", exc, extra={"key": key})
+        raise HTTPException(status.HTTP_408_REQUEST_TIMEOUT, f"Upload cut off: {exc}") from None
     except StoreUnavailable as exc:
         log.warning("upload failed: %s", exc, extra={"key": key})
         raise _unavailable(exc) from exc
