@@ -16,6 +16,21 @@ class Segment(BaseModel):
     start: float
     end: float
     text: str
+    no_speech_prob: float | None = None
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+
+
+class RemovedSegment(BaseModel):
+    """Text the model produced that the transcript leaves out (reason: repetition,
+    known_hallucination, no_words; unknown reasons are passed through as text)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    start: float
+    end: float
+    text: str
+    reason: str
 
 
 class Job(BaseModel):
@@ -38,6 +53,10 @@ class Job(BaseModel):
     stage: str | None = None
     progress: float | None = None
     poll_after_seconds: float | None = None
+    speech_seconds: float | None = None
+    detected_language: str | None = None
+    language_mismatch: bool | None = None
+    removed_segments: list[RemovedSegment] | None = None
 
     @property
     def done(self) -> bool:

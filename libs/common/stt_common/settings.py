@@ -173,7 +173,11 @@ class ModelSettings(_Base):
     compute_type: str = "int8"
     cpu_threads: int = Field(0, ge=0, description="0 lets CTranslate2 pick")
     beam_size: int = Field(5, ge=1, le=20)
-    vad_filter: bool = False
+    vad_filter: bool = Field(
+        True,
+        description="Give the model only what Silero VAD finds voiced: silence, music and noise "
+        "are skipped (no invented text, less work); off, the model hears everything",
+    )
     window_seconds: float = Field(
         300.0,
         ge=30,
@@ -189,6 +193,20 @@ class ModelSettings(_Base):
         "each chunk is one segment",
     )
     cache_dir: Path = Path(".cache")
+    language_mismatch: Literal["keep", "detect"] = Field(
+        "keep",
+        description="keep = transcribe in the requested language and flag a confident "
+        "mismatch (language_mismatch); detect = transcribe in the detected language when it "
+        "is confidently another one (one more encoder pass over 30 s of voiced audio)",
+    )
+    language_mismatch_probability: float = Field(
+        0.8, gt=0, le=1, description="Detection probability from which a mismatch is confident"
+    )
+    hallucination_filter: bool = Field(
+        True,
+        description="Cut looping n-grams and drop known hallucination phrases spoken over "
+        "audio without speech (stt_transcriber/hallucinations.json)",
+    )
 
 
 class FetchSettings(_Base):

@@ -8,21 +8,23 @@ cut at pauses (`windows.py`); peak memory then grows with the length only by the
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import av
+import ctranslate2
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.transcribe import Segment as WhisperSegment
 from faster_whisper.transcribe import TranscriptionInfo
 
-from stt_common.messages import Segment
+from stt_common.messages import RemovedSegment, Segment
 from stt_common.settings import ModelSettings
-from stt_transcriber import heap
+from stt_transcriber import heap, quality, voice
 from stt_transcriber.audio import invalid_media
 from stt_transcriber.decode import SAMPLE_RATE, Samples, decode
 from stt_transcriber.errors import JobError
@@ -32,6 +34,8 @@ from stt_transcriber.windows import speech_span, windows
 # and punctuation carry over the cut: as many as Whisper keeps (n_text_ctx / 2 - 1), which is
 # what faster-whisper itself carries from one 30 s chunk to the next inside a window.
 PROMPT_TOKENS = 223
+# quality.screen bound to a window: (start, end, text, no_speech_prob) on the file's clock.
+Screen = Callable[[float, float, str, float], "quality.Screened"]
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,13 @@ class Transcript:
     text: str
     segments: list[Segment]
     duration: float
-    language: str
-    language_probability: float
+    language: str | None  # the language transcribed in; None when no speech and "auto"
+    language_probability: float | None  # of detected_language
     confidence: float
+    speech_seconds: float = 0.0
+    detected_language: str | None = None  # over the voiced audio; None when there was none
+    language_mismatch: bool | None = None
+    removed: list[RemovedSegment] | None = None
 
 
 class Engine(Protocol):
@@ -67,19 +75,42 @@ class _Collected:
         self.token_count = 0
         self.done = 0.0
         self.tail: deque[int] = deque(maxlen=PROMPT_TOKENS)
+        self.removed: list[RemovedSegment] = []
 
-    def add(self, seg: WhisperSegment, offset: float, bound: float | None) -> None:
+    def add(
+        self,
+        seg: WhisperSegment,
+        offset: float,
+        bound: float | None,
+        screen: Screen | None = None,
+    ) -> None:
         """One segment of the window that starts at `offset` seconds; with a `bound`, its times
-        are kept inside [offset, bound] so they cannot overlap the next window's."""
+        are kept inside [offset, bound] so they cannot overlap the next window's. `screen`
+        (quality.screen, given the file's times) decides what of its text is kept; only kept
+        segments count towards `confidence`."""
         start, end = offset + seg.start, offset + seg.end
         if bound is not None:
             start, end = min(max(start, offset), bound), min(max(end, offset), bound)
-        text = seg.text.strip()
+        start, end = round(start, 3), round(end, 3)
+        text: str | None = seg.text.strip()
+        if text and screen is not None:
+            verdict = screen(start, end, text, seg.no_speech_prob)
+            self.removed += verdict.removed
+            text = verdict.text
         if text:
-            self.segments.append(Segment(start=round(start, 3), end=round(end, 3), text=text))
-        self.logprob_sum += seg.avg_logprob * len(seg.tokens)
-        self.token_count += len(seg.tokens)
-        self.tail.extend(seg.tokens)
+            self.segments.append(
+                Segment(
+                    start=start,
+                    end=end,
+                    text=text,
+                    no_speech_prob=round(seg.no_speech_prob, 4),
+                    avg_logprob=round(seg.avg_logprob, 4),
+                    compression_ratio=round(seg.compression_ratio, 4),
+                )
+            )
+            self.logprob_sum += seg.avg_logprob * len(seg.tokens)
+            self.token_count += len(seg.tokens)
+            self.tail.extend(seg.tokens)  # left-out text would steer the next window into it
         self.progress(end)
 
     def progress(self, seconds: float) -> None:
@@ -99,6 +130,45 @@ class _Collected:
         return min(1.0, max(0.0, value))
 
 
+class _DetectingWhisper(WhisperModel):  # type: ignore[misc]
+    """WhisperModel that, when asked (`detect_next`), detects the language on the next encoder
+    output it computes anyway, the first 30 s chunk it decodes: the language of the voiced audio
+    at the cost of one decoder step, not of another encoder pass. Per thread, as jobs are."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._local = threading.local()
+
+    def detect_next(self) -> None:
+        self._local.want = True
+        self._local.found = None
+
+    def detected(self) -> tuple[str, float] | None:
+        """(language, probability) found since `detect_next`, or None."""
+        self._local.want = False
+        found: tuple[str, float] | None = getattr(self._local, "found", None)
+        return found
+
+    def encode(self, features: object) -> ctranslate2.StorageView:
+        output: ctranslate2.StorageView = super().encode(features)
+        if getattr(self._local, "want", False):
+            self._local.want = False
+            token, probability = self.model.detect_language(output)[0][0]
+            self._local.found = (token[2:-2], float(probability))  # "<|vi|>" -> "vi"
+        return output
+
+
+@dataclass
+class _Language:
+    """The language of one job: asked for, detected, and the one decoded in."""
+
+    requested: str | None
+    decode: str | None = None  # fixed by the first window with speech
+    detected: str | None = None
+    probability: float | None = None
+    mismatch: bool | None = None
+
+
 class WhisperEngine:
     """faster-whisper (CTranslate2), with the model loaded once and shared by every job."""
 
@@ -108,7 +178,7 @@ class WhisperEngine:
         self.settings = settings
         self.max_audio_seconds = max_audio_seconds
         started = time.perf_counter()
-        self.model = WhisperModel(
+        self.model = _DetectingWhisper(
             model,
             device=settings.device,
             compute_type=settings.compute_type,
@@ -127,17 +197,23 @@ class WhisperEngine:
         """Transcribe `path`, calling `on_progress` with the share of the audio done (0-1).
 
         Audio longer than `window_seconds` goes to the model window by window: the language is
-        detected on the first window (when not given) and used for the rest, each window after
-        the first gets the last tokens so far as its prompt (sequential mode), and segment
+        fixed on the first window with speech and used for the rest, each window after the
+        first gets the last kept tokens so far as its prompt (sequential mode), and segment
         times are moved onto the whole file's clock. A shorter file is one call, as before.
 
+        With `vad_filter`, each window's voiced chunks (voice.py) are all the model hears; a
+        window without any is not decoded at all, so a file of music, noise or silence gives
+        "" with `speech_seconds` 0. Each segment then passes the guards of quality.py.
+
+        `detected_language` comes from the first 30 s of voiced audio: with "auto", the
+        model's own detection; otherwise the first encoder output, reused (`_DetectingWhisper`).
+
         `confidence` is the geometric mean of the model's per-token probabilities over the
-        whole transcript: exp(sum(avg_logprob * tokens) / sum(tokens)) over the segments,
-        clamped to [0, 1]; 0.0 when nothing was said. faster-whisper's `avg_logprob` is the
-        mean log-probability of a segment's tokens, so weighting by token count gives the
-        mean over all tokens.
+        kept segments: exp(sum(avg_logprob * tokens) / sum(tokens)), clamped to [0, 1]; 0.0
+        when nothing was said. faster-whisper's `avg_logprob` is the mean log-probability of a
+        segment's tokens, so weighting by token count gives the mean over all tokens.
         """
-        requested = None if language in (None, "", "auto") else language
+        lang = _Language(None if language in (None, "", "auto") else language)
         # Decoded here, within the sample bound, rather than by faster-whisper (unbounded).
         audio = decode(path, self.max_audio_seconds)
         heap.release()
@@ -149,20 +225,18 @@ class WhisperEngine:
             for start, end in windows(audio[lo:hi], SAMPLE_RATE, self.settings.window_seconds)
         ]
         collected = _Collected(duration, on_progress)
-        first: TranscriptionInfo | None = None
+        speech_seconds = 0.0
         try:
             for start, end in bounds:
                 # A view, not a copy; the window's features live only inside this call.
-                info = self._window(
+                speech_seconds += self._window(
                     audio[start:end],
                     start / SAMPLE_RATE,
-                    requested if first is None else first.language,
+                    lang,
                     collected,
                     # A single window keeps the model's times untouched, as before windowing.
                     bound=end / SAMPLE_RATE if len(bounds) > 1 else None,
                 )
-                if first is None:
-                    first = info
                 heap.release()  # the window's features are gone: give their pages back
                 collected.progress(end / SAMPLE_RATE)
             collected.progress(duration)  # trailing silence, if any, needed no model
@@ -175,25 +249,58 @@ class WhisperEngine:
                     "unsupported_language",
                 ) from exc
             raise
-        assert first is not None  # `windows` always gives at least one
         return Transcript(
             text=" ".join(s.text for s in collected.segments),
             segments=collected.segments,
             duration=duration,
-            language=first.language,
-            language_probability=first.language_probability,
+            language=lang.decode or lang.requested,
+            language_probability=lang.probability,
             confidence=collected.confidence(),
+            speech_seconds=round(speech_seconds, 3),
+            detected_language=lang.detected,
+            language_mismatch=lang.mismatch,
+            removed=collected.removed,
         )
 
     def _window(
         self,
         audio: Samples,
         offset: float,
-        language: str | None,
+        lang: _Language,
         collected: _Collected,
         bound: float | None,
-    ) -> TranscriptionInfo:
-        """Transcribe one window starting at `offset` seconds into `collected`."""
+    ) -> float:
+        """Transcribe one window starting at `offset` seconds into `collected`; returns the
+        seconds of voiced audio it held."""
+        if self.settings.vad_filter:
+            chunks = voice.voiced_chunks(audio)
+            if not chunks:
+                return 0.0  # nothing voiced: nothing to decode, nothing to invent
+            voiced = voice.join(audio, chunks)
+        else:
+            chunks, voiced = [], audio
+        first = lang.decode is None
+        if first:
+            self._choose_language(voiced, lang)
+        segments, info = self._decode(audio, voiced, chunks, lang.decode, collected)
+        if first and lang.requested is None:  # "auto": detected by faster-whisper, as it does
+            lang.decode = lang.detected = info.language
+            lang.probability, lang.mismatch = info.language_probability, False
+        screen = self._screen(audio, offset, lang) if self.settings.hallucination_filter else None
+        for seg in segments:  # decoding happens lazily, one 30 s chunk (or batch) at a time
+            collected.add(seg, offset, bound, screen)
+        if first and lang.requested is not None and lang.detected is None:
+            self._detected(lang)
+        return voice.voiced_seconds(chunks) if chunks else voiced.size / SAMPLE_RATE
+
+    def _decode(
+        self,
+        audio: Samples,
+        voiced: Samples,
+        chunks: list[voice.Chunk],
+        language: str | None,
+        collected: _Collected,
+    ) -> tuple[Iterator[WhisperSegment], TranscriptionInfo]:
         if self.batched is not None:
             # The pipeline gives one prompt to every <= 30 s chunk of the window, where it would
             # be context for the first only, so batched windows go without (as its chunks do).
@@ -205,14 +312,55 @@ class WhisperEngine:
                 batch_size=self.settings.batch_size,
                 vad_filter=True,
             )
+            return iter(segments), info
+        segments, info = self.model.transcribe(
+            voiced,
+            language=language,
+            beam_size=self.settings.beam_size,
+            vad_filter=False,  # done above: the model gets the voiced chunks only
+            initial_prompt=collected.prompt(),
+        )
+        return (voice.restore(segments, chunks) if chunks else iter(segments)), info
+
+    def _choose_language(self, voiced: Samples, lang: _Language) -> None:
+        """Fix the language to decode in, before the first window with speech is decoded."""
+        if lang.requested is None:
+            return  # "auto": faster-whisper detects on the voiced audio it is given
+        if self.settings.language_mismatch == "detect":
+            # One more encoder pass (30 s of voiced audio), only in this mode.
+            found, probability, _ = self.model.detect_language(voiced[: 30 * SAMPLE_RATE])
+            lang.detected, lang.probability = found, float(probability)
+            confident = probability >= self.settings.language_mismatch_probability
+            lang.decode = found if confident and found != lang.requested else lang.requested
+            lang.mismatch = lang.decode != lang.requested
         else:
-            segments, info = self.model.transcribe(
-                audio,
-                language=language,
-                beam_size=self.settings.beam_size,
-                vad_filter=self.settings.vad_filter,
-                initial_prompt=collected.prompt(),
+            lang.decode = lang.requested
+            self.model.detect_next()  # on the encoder output the decoding computes anyway
+
+    def _detected(self, lang: _Language) -> None:
+        """After the first window with speech is decoded: what was detected on its first chunk
+        (None if the model never encoded one)."""
+        found = self.model.detected()
+        if found is not None:
+            lang.detected, lang.probability = found
+            lang.mismatch = (
+                found[0] != lang.requested
+                and found[1] >= self.settings.language_mismatch_probability
             )
-        for seg in segments:  # decoding happens lazily, one 30 s chunk (or batch) at a time
-            collected.add(seg, offset, bound)
-        return info
+
+    def _screen(
+        self, audio: Samples, offset: float, lang: _Language
+    ) -> Screen:
+        """quality.screen for segments of this window (times on the file's clock)."""
+
+        def screen(start: float, end: float, text: str, no_speech_prob: float) -> quality.Screened:
+            return quality.screen(
+                start,
+                end,
+                text,
+                lang.decode,
+                no_speech_prob,
+                lambda: voice.voiced_share(audio, start - offset, end - offset),
+            )
+
+        return screen

@@ -1,0 +1,62 @@
+"""Where the voice is: faster-whisper's bundled Silero VAD, run by the engine itself.
+
+The engine runs the VAD rather than passing `vad_filter=True` to faster-whisper so that it knows
+the voiced chunks: it reports how much speech there was (`speech_seconds`), gives the model
+nothing at all when a window has none (no decoding, so nothing can be invented and no time is
+spent), and can ask again, more strictly, whether the audio under one suspicious segment is
+speech (`voiced_share`). The model then gets the voiced chunks joined, as faster-whisper's own
+`vad_filter` gives them, and the segment times are moved back onto the window's clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+from faster_whisper.transcribe import Segment as WhisperSegment
+from faster_whisper.transcribe import restore_speech_timestamps
+from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+from stt_transcriber.decode import SAMPLE_RATE, Samples
+
+# faster-whisper's defaults (threshold 0.5, 2 s of silence ends a chunk, 400 ms of padding on each
+# side): on the quality bench's non-speech set they kept nothing of noise, hum, music, chords and
+# clicks, while the speech under music or noise at 0 dB was kept whole.
+SPEECH = VadOptions()
+# For one segment's audio: no padding, short pauses count, so padding around a real chunk or a
+# burst of music between words does not pass for speech.
+STRICT = VadOptions(min_silence_duration_ms=100, speech_pad_ms=0)
+
+Chunk = dict[str, int]  # {"start": sample, "end": sample}, as faster-whisper's VAD gives them
+
+
+def voiced_chunks(audio: Samples) -> list[Chunk]:
+    """The voiced chunks of `audio`, in order; [] when there is no speech."""
+    if audio.size == 0:
+        return []
+    return list(get_speech_timestamps(audio, SPEECH, sampling_rate=SAMPLE_RATE))
+
+
+def voiced_seconds(chunks: Iterable[Chunk]) -> float:
+    return sum(c["end"] - c["start"] for c in chunks) / SAMPLE_RATE
+
+
+def join(audio: Samples, chunks: list[Chunk]) -> Samples:
+    """The voiced samples only, one after another (a copy: at most the window's size)."""
+    if len(chunks) == 1 and chunks[0]["start"] == 0 and chunks[0]["end"] == audio.size:
+        return audio
+    return np.concatenate([audio[c["start"] : c["end"]] for c in chunks])
+
+
+def restore(segments: Iterable[WhisperSegment], chunks: list[Chunk]) -> Iterator[WhisperSegment]:
+    """Segments timed on the joined audio, moved back onto the original audio's clock."""
+    return iter(restore_speech_timestamps(segments, chunks, SAMPLE_RATE))
+
+
+def voiced_share(audio: Samples, start: float, end: float) -> float:
+    """Share (0-1) of audio[start s : end s] the strict VAD finds voiced; 0.0 for no audio."""
+    piece = audio[max(0, int(start * SAMPLE_RATE)) : max(0, int(end * SAMPLE_RATE))]
+    if piece.size == 0:
+        return 0.0
+    found = get_speech_timestamps(piece, STRICT, sampling_rate=SAMPLE_RATE)
+    return min(1.0, float(sum(c["end"] - c["start"] for c in found)) / piece.size)
