@@ -1,4 +1,4 @@
-"""`python -m bench [overhead|api|scale|long ...] [--quick]` (`make bench` runs them all).
+"""`python -m bench [overhead|api|scale|long|quality ...] [--quick]` (`make bench` runs them all).
 
 Starts the real stack once (Kafka, Redis and S3 from `tests.infra`, the stt services as real
 processes), runs the scenarios in order, and writes `bench/results/latest.{json,md}`,
@@ -22,10 +22,12 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import api_load, long, overhead, report, scale
+from bench import api_load, long, overhead, quality, report, scale
 from bench.stack import CPU_COUNT, REPO, RESULTS, open_bench
 
-SCENARIOS = {"overhead": overhead, "api": api_load, "scale": scale, "long": long}
+SCENARIOS = {
+    "overhead": overhead, "api": api_load, "scale": scale, "long": long, "quality": quality,
+}
 
 
 def versions() -> dict[str, str]:

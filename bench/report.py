@@ -109,6 +109,8 @@ def snippet(data: dict[str, Any], images: str, report: str | None) -> str:
             f"sequential text); worker peak RSS +{lg['sequential']['rss_growth_mib']:.0f} MiB "
             "over its idle size."
         )
+    if "quality" in s:
+        lines += ["", quality_table(s["quality"])]
     lines += [
         "",
         f"![API latency percentiles]({images}latency.png) "
@@ -600,6 +602,69 @@ def long_section(lg: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+QUALITY_CONDITIONS = {
+    "clean": "clean speech",
+    "music_10db": "under music, 10 dB",
+    "music_0db": "under music, 0 dB",
+    "noise_10db": "under pink noise, 10 dB",
+    "noise_0db": "under pink noise, 0 dB",
+    "music_intro_20s": "after a 20 s music intro",
+    "vietnamese_espeak": "Vietnamese (espeak-ng)",
+}
+
+
+def quality_table(q: dict[str, Any]) -> str:
+    """Before (no VAD, no guards) against after (the defaults): the README's table."""
+    b, a = q["summary"]["before"], q["summary"]["after"]
+    kinds = len(q["non_speech_kinds"])
+    rows = [[
+        f"words invented on {kinds} kinds of non-speech × {len(q['languages'])} languages "
+        f"({b['clips']} clips of {q['non_speech_seconds']:.0f} s)",
+        f"{b['invented_words_total']} ({b['clips_with_words']} clips)",
+        f"{a['invented_words_total']} ({a['clips_with_words']} clips)",
+    ]]
+    for cond, label in QUALITY_CONDITIONS.items():
+        if cond in b["wer"]:
+            rows.append([f"WER, {label}", f"{b['wer'][cond]:.1%}", f"{a['wer'][cond]:.1%}"])
+    rows.append(["real-time factor, speech clips", f"{b['rtf_speech']:.3f}",
+                 f"{a['rtf_speech']:.3f}"])
+    rows.append(["real-time factor, non-speech clips", f"{b['rtf_non_speech']:.3f}",
+                 f"{a['rtf_non_speech']:.3f}"])
+    return (
+        "**Transcript quality** (`make bench` scenario `quality`; before = "
+        f"`{q['settings']['before']}`, after = the defaults):\n\n"
+        + table(["", "before", "after"], rows)
+    )
+
+
+def quality_section(q: dict[str, Any]) -> str:
+    out = ["## 5. Transcript quality", ""]
+    out.append(
+        "The worker's engine in the benchmark's process, once with the old defaults (no VAD, "
+        "no guards) and once with the current ones. Non-speech: "
+        + ", ".join(f"`{k}`" for k in q["non_speech_kinds"])
+        + f" ({q['non_speech_seconds']:.0f} s each, `tests/sounds.py`), each with language "
+        + ", ".join(f"`{lang}`" for lang in q["languages"])
+        + ". Speech: real recordings (alsa-utils' spoken channel names, CMU ARCTIC a0007 from "
+        "the pysptk sdist) and espeak-ng English, clean, under synthetic music or pink noise "
+        "and after a 20 s music intro; espeak-ng Vietnamese. WER pooled over the clips of a "
+        "condition. Real-time factors are from 2 CPU cores shared with other work: noisy."
+    )
+    out += ["", quality_table(q), "", "Words invented per kind (vi / en / auto):", ""]
+    rows = []
+    for kind in q["non_speech_kinds"]:
+        cells = [kind]
+        for name in ("before", "after"):
+            r = q["detail"][name]["non_speech"][kind]
+            cells.append(" / ".join(str(r[lang]["words"]) for lang in q["languages"]))
+        texts = {r["text"] for r in q["detail"]["before"]["non_speech"][kind].values()
+                 if r["text"]}
+        cells.append("; ".join(f"“{t}”" for t in sorted(texts))[:160] or "")
+        rows.append(cells)
+    out.append(table(["kind", "before", "after", "invented before (examples)"], rows))
+    return "\n".join(out)
+
+
 def render(data: dict[str, Any], images: str, docs: bool) -> str:
     """The report; `images` is where the PNGs are from the file written. In latest.md the
     snippet at the top keeps paths from the repository root, ready to paste into README.md."""
@@ -632,6 +697,8 @@ def render(data: dict[str, Any], images: str, docs: bool) -> str:
                   "", f"![Jobs per minute against transcribers]({images}scale.png)"]
     if "long" in s:
         parts += ["", long_section(s["long"])]
+    if "quality" in s:
+        parts += ["", quality_section(s["quality"])]
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -147,6 +147,7 @@ class RemovalReason(StrEnum):
     REPETITION = "repetition"  # a short n-gram looping: cut to one occurrence, or dropped
     KNOWN_HALLUCINATION = "known_hallucination"  # a listed phrase over audio without speech
     NO_WORDS = "no_words"  # not a letter or digit in it ("...")
+    NO_SPEECH = "no_speech"  # judged speechless by the model, and only decoded by sampling
 
 
 class RemovedSegment(BaseModel):

@@ -34,8 +34,9 @@ from stt_transcriber.windows import speech_span, windows
 # and punctuation carry over the cut: as many as Whisper keeps (n_text_ctx / 2 - 1), which is
 # what faster-whisper itself carries from one 30 s chunk to the next inside a window.
 PROMPT_TOKENS = 223
-# quality.screen bound to a window: (start, end, text, no_speech_prob) on the file's clock.
-Screen = Callable[[float, float, str, float], "quality.Screened"]
+# quality.screen bound to a window: (start, end, text, no_speech_prob, temperature), times on
+# the file's clock.
+Screen = Callable[[float, float, str, float, float], "quality.Screened"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class _Collected:
         start, end = round(start, 3), round(end, 3)
         text: str | None = seg.text.strip()
         if text and screen is not None:
-            verdict = screen(start, end, text, seg.no_speech_prob)
+            verdict = screen(start, end, text, seg.no_speech_prob, seg.temperature or 0.0)
             self.removed += verdict.removed
             text = verdict.text
         if text:
@@ -353,7 +354,9 @@ class WhisperEngine:
     ) -> Screen:
         """quality.screen for segments of this window (times on the file's clock)."""
 
-        def screen(start: float, end: float, text: str, no_speech_prob: float) -> quality.Screened:
+        def screen(
+            start: float, end: float, text: str, no_speech_prob: float, temperature: float
+        ) -> quality.Screened:
             return quality.screen(
                 start,
                 end,
@@ -361,6 +364,7 @@ class WhisperEngine:
                 lang.decode,
                 no_speech_prob,
                 lambda: voice.voiced_share(audio, start - offset, end - offset),
+                temperature,
             )
 
         return screen

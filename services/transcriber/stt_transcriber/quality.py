@@ -7,6 +7,8 @@ Three guards that faster-whisper lacks, applied to each segment after decoding:
   ("Để không bỏ lỡ lỡ lỡ lỡ lỡ l" -> "Để không bỏ lỡ"); a segment that was nothing but the loop
   is dropped;
 * a segment without a single letter or digit ("...") is dropped;
+* a segment the model judged speechless (`no_speech_prob` >= NO_SPEECH_SAMPLED) and could only
+  decode by sampling (a temperature fallback) is dropped;
 * a known hallucination phrase (hallucinations.json, per language) is dropped, but only where
   the audio under it shows no speech: the model's own `no_speech_prob` of at least
   NO_SPEECH_EVIDENCE, or a strict VAD finding under VOICED_SHARE_EVIDENCE of it voiced. A
@@ -34,6 +36,10 @@ LOOP_MAX_WORDS = 4  # the longest n-gram looked for
 # A word-internal loop for scripts written without spaces: 1-6 characters, 5 times or more.
 CHAR_LOOP = re.compile(r"(\w{1,6}?)\1{4,}")
 NO_SPEECH_EVIDENCE = 0.4
+# faster-whisper keeps a chunk whose no_speech_prob is over 0.6 when its avg_logprob is over -1;
+# when the text also took a temperature fallback (greedy decoding failed its checks, so it was
+# sampled), it is dropped: low babble of overlapped voices came back this way, at random.
+NO_SPEECH_SAMPLED = 0.6
 VOICED_SHARE_EVIDENCE = 0.5
 PHRASES_FILE = "hallucinations.json"
 
@@ -78,12 +84,31 @@ def phrases() -> dict[str, tuple[Phrase, ...]]:
 
 
 def known_hallucination(text: str, language: str | None) -> Phrase | None:
-    """The listed phrase of `language` that `text` matches, if any."""
+    """The listed phrase of `language` that `text` matches, if any; a phrase said twice or more
+    in a row ("I'm sorry, I'm sorry.") matches as once."""
     normalised = normalise(text)
+    once = collapse(normalised)
     for phrase in phrases().get(language or "", ()):
-        if phrase.matches(normalised):
+        if phrase.matches(normalised) or phrase.matches(once):
             return phrase
     return None
+
+
+def collapse(normalised: str) -> str:
+    """Each immediate repeat of a 1-LOOP_MAX_WORDS word n-gram removed ("a b a b c" -> "a b c")."""
+    words = normalised.split()
+    changed = True
+    while changed:
+        changed = False
+        for n in range(1, LOOP_MAX_WORDS + 1):
+            for i in range(len(words) - 2 * n + 1):
+                if words[i : i + n] == words[i + n : i + 2 * n]:
+                    del words[i + n : i + 2 * n]
+                    changed = True
+                    break
+            if changed:
+                break
+    return " ".join(words)
 
 
 @dataclass(frozen=True)
@@ -162,6 +187,7 @@ def screen(
     language: str | None,
     no_speech_prob: float,
     voiced_share: Callable[[], float],
+    temperature: float = 0.0,
 ) -> Screened:
     """Apply the guards to one segment. `voiced_share` is asked only for a listed phrase (it
     runs the VAD again over the segment's audio)."""
@@ -181,6 +207,8 @@ def screen(
     kept = loop.kept
     if not has_words(kept):
         return drop(kept, RemovalReason.NO_WORDS) if kept else Screened(None, removed)
+    if no_speech_prob >= NO_SPEECH_SAMPLED and temperature > 0:
+        return drop(kept, RemovalReason.NO_SPEECH)
     if known_hallucination(kept, language) is not None and (
         no_speech_prob >= NO_SPEECH_EVIDENCE or voiced_share() < VOICED_SHARE_EVIDENCE
     ):
