@@ -36,7 +36,7 @@ class ModelConfig:
     compute_type: str = "int8"
     cpu_threads: int = 2
     beam_size: int = 5
-    vad_filter: bool = False
+    vad_filter: bool = True  # the worker's default; bare faster-whisper gets vad_filter=True too
 
     def env(self) -> dict[str, str]:
         return {

@@ -8,7 +8,6 @@ cut at pauses (`windows.py`); peak memory then grows with the length only by the
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -17,8 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 import av
-import ctranslate2
-from faster_whisper import BatchedInferencePipeline, WhisperModel
+from faster_whisper import BatchedInferencePipeline
 from faster_whisper.transcribe import Segment as WhisperSegment
 from faster_whisper.transcribe import TranscriptionInfo
 
@@ -28,6 +26,7 @@ from stt_transcriber import heap, quality, voice
 from stt_transcriber.audio import invalid_media
 from stt_transcriber.decode import SAMPLE_RATE, Samples, decode
 from stt_transcriber.errors import JobError
+from stt_transcriber.language import DetectingWhisper, Language
 from stt_transcriber.windows import speech_span, windows
 
 # The end of the previous window's tokens, given as the next one's prompt so that spelling, names
@@ -131,45 +130,6 @@ class _Collected:
         return min(1.0, max(0.0, value))
 
 
-class _DetectingWhisper(WhisperModel):  # type: ignore[misc]
-    """WhisperModel that, when asked (`detect_next`), detects the language on the next encoder
-    output it computes anyway, the first 30 s chunk it decodes: the language of the voiced audio
-    at the cost of one decoder step, not of another encoder pass. Per thread, as jobs are."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self._local = threading.local()
-
-    def detect_next(self) -> None:
-        self._local.want = True
-        self._local.found = None
-
-    def detected(self) -> tuple[str, float] | None:
-        """(language, probability) found since `detect_next`, or None."""
-        self._local.want = False
-        found: tuple[str, float] | None = getattr(self._local, "found", None)
-        return found
-
-    def encode(self, features: object) -> ctranslate2.StorageView:
-        output: ctranslate2.StorageView = super().encode(features)
-        if getattr(self._local, "want", False):
-            self._local.want = False
-            token, probability = self.model.detect_language(output)[0][0]
-            self._local.found = (token[2:-2], float(probability))  # "<|vi|>" -> "vi"
-        return output
-
-
-@dataclass
-class _Language:
-    """The language of one job: asked for, detected, and the one decoded in."""
-
-    requested: str | None
-    decode: str | None = None  # fixed by the first window with speech
-    detected: str | None = None
-    probability: float | None = None
-    mismatch: bool | None = None
-
-
 class WhisperEngine:
     """faster-whisper (CTranslate2), with the model loaded once and shared by every job."""
 
@@ -179,7 +139,7 @@ class WhisperEngine:
         self.settings = settings
         self.max_audio_seconds = max_audio_seconds
         started = time.perf_counter()
-        self.model = _DetectingWhisper(
+        self.model = DetectingWhisper(
             model,
             device=settings.device,
             compute_type=settings.compute_type,
@@ -214,7 +174,7 @@ class WhisperEngine:
         when nothing was said. faster-whisper's `avg_logprob` is the mean log-probability of a
         segment's tokens, so weighting by token count gives the mean over all tokens.
         """
-        lang = _Language(None if language in (None, "", "auto") else language)
+        lang = Language(None if language in (None, "", "auto") else language)
         # Decoded here, within the sample bound, rather than by faster-whisper (unbounded).
         audio = decode(path, self.max_audio_seconds)
         heap.release()
@@ -267,7 +227,7 @@ class WhisperEngine:
         self,
         audio: Samples,
         offset: float,
-        lang: _Language,
+        lang: Language,
         collected: _Collected,
         bound: float | None,
     ) -> float:
@@ -323,7 +283,7 @@ class WhisperEngine:
         )
         return (voice.restore(segments, chunks) if chunks else iter(segments)), info
 
-    def _choose_language(self, voiced: Samples, lang: _Language) -> None:
+    def _choose_language(self, voiced: Samples, lang: Language) -> None:
         """Fix the language to decode in, before the first window with speech is decoded."""
         if lang.requested is None:
             return  # "auto": faster-whisper detects on the voiced audio it is given
@@ -338,7 +298,7 @@ class WhisperEngine:
             lang.decode = lang.requested
             self.model.detect_next()  # on the encoder output the decoding computes anyway
 
-    def _detected(self, lang: _Language) -> None:
+    def _detected(self, lang: Language) -> None:
         """After the first window with speech is decoded: what was detected on its first chunk
         (None if the model never encoded one)."""
         found = self.model.detected()
@@ -350,7 +310,7 @@ class WhisperEngine:
             )
 
     def _screen(
-        self, audio: Samples, offset: float, lang: _Language
+        self, audio: Samples, offset: float, lang: Language
     ) -> Screen:
         """quality.screen for segments of this window (times on the file's clock)."""
 
