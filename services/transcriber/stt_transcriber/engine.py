@@ -234,7 +234,7 @@ class WhisperEngine:
         """Transcribe one window starting at `offset` seconds into `collected`; returns the
         seconds of voiced audio it held."""
         if self.settings.vad_filter:
-            chunks = voice.voiced_chunks(audio)
+            chunks = voice.voiced_chunks(audio, self.settings.vad_threshold)
             if not chunks:
                 return 0.0  # nothing voiced: nothing to decode, nothing to invent
             voiced = voice.join(audio, chunks)

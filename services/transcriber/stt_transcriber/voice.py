@@ -10,6 +10,7 @@ speech (`voiced_share`). The model then gets the voiced chunks joined, as faster
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -19,9 +20,10 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from stt_transcriber.decode import SAMPLE_RATE, Samples
 
-# faster-whisper's defaults (threshold 0.5, 2 s of silence ends a chunk, 400 ms of padding on each
-# side): on the quality bench's non-speech set they kept nothing of noise, hum, music, chords and
-# clicks, while the speech under music or noise at 0 dB was kept whole.
+# faster-whisper's defaults (2 s of silence ends a chunk, 400 ms of padding on each side); the
+# threshold is STT_VAD_THRESHOLD (0.35): on the quality bench's non-speech set no frame of noise,
+# hum, music, chords or clicks reached 0.3 (white noise peaked at 0.29), while 0.5 dropped the
+# last third of real speech under music at 0 dB (0.35 kept all but its last two words).
 SPEECH = VadOptions()
 # For one segment's audio: no padding, short pauses count, so padding around a real chunk or a
 # burst of music between words does not pass for speech.
@@ -34,13 +36,14 @@ Chunk = dict[str, int]  # {"start": sample, "end": sample}, as faster-whisper's 
 SLICE_SAMPLES = 512 * 1875
 
 
-def voiced_chunks(audio: Samples) -> list[Chunk]:
+def voiced_chunks(audio: Samples, threshold: float = SPEECH.threshold) -> list[Chunk]:
     """The voiced chunks of `audio`, in order; [] when there is no speech. A chunk that runs
     over a slice boundary is found as two touching ones, joined again here."""
+    options = dataclasses.replace(SPEECH, threshold=threshold)
     chunks: list[Chunk] = []
     for at in range(0, audio.size, SLICE_SAMPLES):
         piece = audio[at : at + SLICE_SAMPLES]
-        for found in get_speech_timestamps(piece, SPEECH, sampling_rate=SAMPLE_RATE):
+        for found in get_speech_timestamps(piece, options, sampling_rate=SAMPLE_RATE):
             start, end = at + found["start"], at + found["end"]
             if chunks and start <= chunks[-1]["end"]:
                 chunks[-1]["end"] = max(chunks[-1]["end"], end)
