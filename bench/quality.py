@@ -1,11 +1,13 @@
 """Scenario 5: transcript quality. Invented words on audio without speech, word error rate of
 real and synthetic speech clean and under music or noise, and the real-time factor, with the old
-defaults ("before": no VAD, no guards) and the current ones ("after").
+defaults ("before": no VAD, no guards, each 30 s chunk prompted with the text before it) and
+the current ones ("after").
 
 Both configurations are the worker's own engine (`WhisperEngine`) in this process, with the
-bench's model settings and one model load each; only `STT_VAD_FILTER` and
-`STT_HALLUCINATION_FILTER` differ. The end-to-end path adds nothing to the transcript (the
-e2e test `tests/e2e/test_quality.py` submits a non-speech set through the API).
+bench's model settings and one model load each; only `STT_VAD_FILTER`,
+`STT_HALLUCINATION_FILTER` and `STT_CONDITION_ON_PREVIOUS_TEXT` differ. The end-to-end path
+adds nothing to the transcript (the e2e test `tests/e2e/test_quality.py` submits a non-speech
+set through the API).
 
 * Non-speech: every kind of `tests.sounds.NON_SPEECH` (10 s each), submitted with `vi`, `en`
   and `auto`; counted: the words of the transcript (target 0).
@@ -145,15 +147,18 @@ async def run(bench: Bench) -> dict[str, Any]:
 
 def _run(bench: Bench) -> dict[str, Any]:
     configs = {
-        "before": engine(bench, vad_filter=False, hallucination_filter=False),
+        "before": engine(bench, vad_filter=False, hallucination_filter=False,
+                         condition_on_previous_text=True),
         "after": engine(bench),
     }
     with tempfile.TemporaryDirectory(dir=bench.workdir) as tmp:
         detail = measure(configs, Path(tmp), bench.cache)
     return {
         "settings": {
-            "before": "STT_VAD_FILTER=false STT_HALLUCINATION_FILTER=false",
-            "after": "defaults (STT_VAD_FILTER=true STT_HALLUCINATION_FILTER=true)",
+            "before": "STT_VAD_FILTER=false STT_HALLUCINATION_FILTER=false "
+                      "STT_CONDITION_ON_PREVIOUS_TEXT=true",
+            "after": "the defaults: STT_VAD_FILTER=true STT_VAD_THRESHOLD=0.35 "
+                     "STT_HALLUCINATION_FILTER=true STT_CONDITION_ON_PREVIOUS_TEXT=false",
         },
         "non_speech_kinds": list(sounds.NON_SPEECH),
         "non_speech_seconds": NON_SPEECH_SECONDS,

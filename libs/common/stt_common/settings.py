@@ -210,6 +210,13 @@ class ModelSettings(_Base):
     language_mismatch_probability: float = Field(
         0.8, gt=0, le=1, description="Detection probability from which a mismatch is confident"
     )
+    condition_on_previous_text: bool = Field(
+        False,
+        description="Give each 30 s chunk inside a window the text before it as its prompt "
+        "(faster-whisper's default, true): with repetitive speech it led the model into a loop "
+        "and temperature fallbacks (an RTF of 1.1 instead of 0.1 on the quality bench); off, "
+        "windows still get the previous window's last tokens",
+    )
     hallucination_filter: bool = Field(
         True,
         description="Cut looping n-grams and drop known hallucination phrases spoken over "

@@ -280,6 +280,7 @@ class WhisperEngine:
             beam_size=self.settings.beam_size,
             vad_filter=False,  # done above: the model gets the voiced chunks only
             initial_prompt=collected.prompt(),
+            condition_on_previous_text=self.settings.condition_on_previous_text,
         )
         return (voice.restore(segments, chunks) if chunks else iter(segments)), info
 
