@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from stt_client import Job
 from stt_common.messages import (
     JobRecord,
@@ -70,3 +72,13 @@ def test_fields_are_in_the_json_schemas() -> None:
         defs = schema.get("$defs", {})
         assert SEGMENT_FIELDS <= defs["Segment"]["properties"].keys()
         assert set(defs["RemovalReason"]["enum"]) == {r.value for r in RemovalReason}
+
+
+def test_fields_are_in_the_openapi_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stt_api.app import create_app
+
+    monkeypatch.setenv("STT_API_KEYS", "test-key")
+    schemas = create_app().openapi()["components"]["schemas"]
+    assert JOB_FIELDS <= schemas["JobResponse"]["properties"].keys()
+    assert SEGMENT_FIELDS <= schemas["Segment"]["properties"].keys()
+    assert set(schemas["RemovalReason"]["enum"]) == {r.value for r in RemovalReason}
