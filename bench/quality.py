@@ -37,6 +37,7 @@ from tests import sounds, speech
 
 LANGUAGES = ("vi", "en", "auto")
 CONDITIONS = ("clean", "music_10db", "music_0db", "noise_10db", "noise_0db", "music_intro_20s")
+QUICK_CONDITIONS = ("clean", "music_10db", "noise_10db")
 NON_SPEECH_SECONDS = 10.0
 
 
@@ -67,9 +68,12 @@ def condition(audio: sounds.Audio, name: str) -> sounds.Audio:
     return audio
 
 
-def measure(configs: dict[str, WhisperEngine], workdir: Path, cache: Path) -> dict[str, Any]:
+def measure(
+    configs: dict[str, WhisperEngine], workdir: Path, cache: Path, quick: bool = False
+) -> dict[str, Any]:
     out: dict[str, Any] = {name: {"non_speech": {}, "speech": {}} for name in configs}
     non_speech = {k: f(NON_SPEECH_SECONDS) for k, f in sounds.NON_SPEECH.items()}
+    conditions = QUICK_CONDITIONS if quick else CONDITIONS
     for kind, audio in non_speech.items():
         path = sounds.write_wav(audio, workdir / f"ns-{kind}.wav")
         for name, eng in configs.items():
@@ -90,7 +94,7 @@ def measure(configs: dict[str, WhisperEngine], workdir: Path, cache: Path) -> di
     vi = decode(speech.make_speech(speech.VIETNAMESE, "vi", workdir / "espeak-vi.wav"), 60)
     recordings = [*sounds.real_speech(cache), sounds.Recording("espeak_en", en, speech.ENGLISH)]
     clips: list[tuple[str, str, sounds.Recording, str]] = [
-        (cond, rec.name, rec, "en") for cond in CONDITIONS for rec in recordings
+        (cond, rec.name, rec, "en") for cond in conditions for rec in recordings
     ]
     clips.append(("vietnamese_espeak", "espeak_vi", sounds.Recording("espeak_vi", vi,
                                                                       speech.VIETNAMESE), "vi"))
@@ -152,7 +156,7 @@ def _run(bench: Bench) -> dict[str, Any]:
         "after": engine(bench),
     }
     with tempfile.TemporaryDirectory(dir=bench.workdir) as tmp:
-        detail = measure(configs, Path(tmp), bench.cache)
+        detail = measure(configs, Path(tmp), bench.cache, bench.quick)
     return {
         "settings": {
             "before": "STT_VAD_FILTER=false STT_HALLUCINATION_FILTER=false "
