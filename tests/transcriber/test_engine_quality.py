@@ -133,3 +133,40 @@ def test_detection_is_over_the_voiced_audio(
     assert result.detected_language == "en", result
     assert result.language_mismatch is True
     assert result.text and result.segments[0].start >= 19
+
+
+def count_encodes(engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the encoder passes of `engine`'s model (one per 30 s chunk decoded, plus any
+    detection pass)."""
+    calls: list[int] = []
+    encode = engine.model.encode
+
+    def counting(features: object) -> object:
+        calls.append(1)
+        return encode(features)
+
+    monkeypatch.setattr(engine.model, "encode", counting)
+    return calls
+
+
+def test_detection_adds_no_encoder_pass(
+    whisper_engine: WhisperEngine, speech: Speech, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a requested language the detection reuses decoding's own encoder output: a 10 s
+    clip costs one encoder pass, as bare faster-whisper with that language does."""
+    calls = count_encodes(whisper_engine, monkeypatch)
+    result = whisper_engine.transcribe(speech.en_wav, "vi")
+    assert result.detected_language == "en"
+    assert len(calls) == 1
+
+
+def test_detect_mode_costs_one_more_encoder_pass(
+    whisper_engine: WhisperEngine,
+    whisper_model_dir: Path,
+    speech: Speech,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    detecting = variant(whisper_engine, whisper_model_dir, language_mismatch="detect")
+    calls = count_encodes(detecting, monkeypatch)
+    assert detecting.transcribe(speech.en_wav, "vi").language == "en"
+    assert len(calls) == 2
