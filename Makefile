@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export STT_CACHE_DIR ?= $(CURDIR)/.cache
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := redis-server espeak-ng iproute2 chromium prometheus
+DEBIAN_PACKAGES := redis-server espeak-ng iproute2 chromium prometheus alsa-utils
 
 .PHONY: install system-deps model lint test up down status bench clean
 

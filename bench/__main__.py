@@ -1,10 +1,11 @@
-"""`python -m bench [overhead|api|scale|long ...] [--quick]` (`make bench` runs them all).
+"""`python -m bench [overhead|api|scale|long|quality ...] [--quick]` (`make bench` runs them all).
 
 Starts the real stack once (Kafka, Redis and S3 from `tests.infra`, the stt services as real
 processes), runs the scenarios in order, and writes `bench/results/latest.{json,md}`,
 `bench/results/{latency,scale}.png` and `docs/performance.md`. Scenarios not run this time keep
-their figures from the previous `latest.json`. About 20 minutes in full on 2 cores, under 5
-with --quick (shorter files, fewer repeats, a 5-minute file instead of the 30-minute one).
+their figures from the previous `latest.json`. About 25 minutes in full on 2 cores (`quality`
+about 6 of them), under 8 with --quick (shorter files, fewer repeats, a 5-minute file instead of
+the 30-minute one, fewer quality conditions).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import api_load, long, overhead, report, scale
+from bench import api_load, long, overhead, quality, report, scale
 from bench.stack import CPU_COUNT, REPO, RESULTS, open_bench
 
-SCENARIOS = {"overhead": overhead, "api": api_load, "scale": scale, "long": long}
+SCENARIOS = {
+    "overhead": overhead, "api": api_load, "scale": scale, "long": long, "quality": quality,
+}
 
 
 def versions() -> dict[str, str]:

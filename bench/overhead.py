@@ -62,6 +62,8 @@ class Bare:
             language=language,
             beam_size=self.config.beam_size,
             vad_filter=self.config.vad_filter,
+            vad_parameters={"threshold": self.config.vad_threshold},
+            condition_on_previous_text=self.config.condition_on_previous_text,
         )
         text = " ".join(s.text.strip() for s in segments if s.text.strip())
         return time.perf_counter() - started, text

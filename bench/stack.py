@@ -36,7 +36,9 @@ class ModelConfig:
     compute_type: str = "int8"
     cpu_threads: int = 2
     beam_size: int = 5
-    vad_filter: bool = False
+    vad_filter: bool = True  # the worker's default; bare faster-whisper gets vad_filter=True too
+    vad_threshold: float = 0.35  # the worker's default (STT_VAD_THRESHOLD)
+    condition_on_previous_text: bool = False  # the worker's default
 
     def env(self) -> dict[str, str]:
         return {
@@ -46,6 +48,8 @@ class ModelConfig:
             "STT_CPU_THREADS": str(self.cpu_threads),
             "STT_BEAM_SIZE": str(self.beam_size),
             "STT_VAD_FILTER": str(self.vad_filter).lower(),
+            "STT_VAD_THRESHOLD": str(self.vad_threshold),
+            "STT_CONDITION_ON_PREVIOUS_TEXT": str(self.condition_on_previous_text).lower(),
         }
 
     def describe(self) -> dict[str, Any]:

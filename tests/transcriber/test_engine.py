@@ -59,7 +59,10 @@ def test_english_speech(whisper_engine: WhisperEngine, speech: Speech, kind: str
     assert wer(ENGLISH, result.text) < ENGLISH_MAX_WER, result.text
     assert 0 < result.confidence <= 1
     assert result.duration == pytest.approx(9.7, abs=0.3)
-    assert result.language == "en" and result.language_probability == 1
+    assert result.language == "en" and result.detected_language == "en"
+    assert result.language_probability is not None and 0.5 < result.language_probability <= 1
+    assert result.speech_seconds == pytest.approx(9.7, abs=1.0)
+    assert not result.language_mismatch
     assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
     assert result.segments and result.segments[0].start < 1
     assert result.segments[-1].end <= result.duration + 0.5
@@ -69,7 +72,7 @@ def test_english_speech(whisper_engine: WhisperEngine, speech: Speech, kind: str
 def test_auto_detects_english(whisper_engine: WhisperEngine, speech: Speech) -> None:
     result = whisper_engine.transcribe(speech.en_wav, "auto")
     assert result.language == "en"
-    assert 0.5 < result.language_probability <= 1
+    assert result.language_probability is not None and 0.5 < result.language_probability <= 1
     assert wer(ENGLISH, result.text) < ENGLISH_MAX_WER
 
 
@@ -164,7 +167,7 @@ def test_long_audio_in_windows_matches_the_whole(
     assert windowed.segments[-1].start > 45  # the later windows' times are on the file's clock
     assert windowed.duration == whole.duration
     assert (windowed.language, whole.language) == ("en", "en")
-    assert windowed.language_probability > 0.5
+    assert windowed.language_probability is not None and windowed.language_probability > 0.5
     assert 0 < windowed.confidence <= 1
     assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
     assert " ".join(s.text for s in windowed.segments) == windowed.text

@@ -26,7 +26,7 @@ from stt_client.errors import (
     SttError,
     Unavailable,
 )
-from stt_client.models import Job, Segment, Word
+from stt_client.models import Job, RemovedSegment, Segment, Word
 from stt_client.sync_client import SttClient
 from stt_client.webhooks import SIGNATURE_HEADER, verify_webhook
 
@@ -39,6 +39,7 @@ __all__ = [
     "Job",
     "JobFailed",
     "JobNotFound",
+    "RemovedSegment",
     "Segment",
     "SttClient",
     "SttError",

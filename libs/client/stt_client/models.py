@@ -24,7 +24,22 @@ class Segment(BaseModel):
     start: float
     end: float
     text: str
+    no_speech_prob: float | None = None
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
     words: list[Word] | None = None  # when submitted with word_timestamps
+
+
+class RemovedSegment(BaseModel):
+    """Text the model produced that the transcript leaves out (reason: repetition,
+    known_hallucination, no_words, no_speech; unknown reasons are passed through as text)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    start: float
+    end: float
+    text: str
+    reason: str
 
 
 class Job(BaseModel):
@@ -47,6 +62,10 @@ class Job(BaseModel):
     stage: str | None = None
     progress: float | None = None
     poll_after_seconds: float | None = None
+    speech_seconds: float | None = None
+    detected_language: str | None = None
+    language_mismatch: bool | None = None
+    removed_segments: list[RemovedSegment] | None = None
 
     @property
     def done(self) -> bool:

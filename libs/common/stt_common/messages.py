@@ -171,9 +171,14 @@ class Segment(BaseModel):
     start: float = Field(description="Seconds from the start of the audio")
     end: float
     text: str
-    no_speech_prob: float | None = None
-    avg_logprob: float | None = None
-    compression_ratio: float | None = None
+    # The model's evidence for the segment (absent in results from before they were added).
+    no_speech_prob: float | None = Field(
+        None, description="The model's probability that its 30 s chunk held no speech"
+    )
+    avg_logprob: float | None = Field(None, description="Mean log-probability of its tokens")
+    compression_ratio: float | None = Field(
+        None, description="gzip compression ratio of its text (high: repetitive)"
+    )
     words: list[Word] | None = Field(None, description="With word_timestamps: each word's times")
     tokens: list[int] | None = Field(None, description="With segment_details: the token ids")
     temperature: float | None = Field(
@@ -182,6 +187,24 @@ class Segment(BaseModel):
     seek: int | None = Field(
         None, description="With segment_details: the offset (10 ms frames) of its 30 s chunk"
     )
+
+
+class RemovalReason(StrEnum):
+    """Why text the model produced was left out of the transcript."""
+
+    REPETITION = "repetition"  # a short n-gram looping: cut to one occurrence, or dropped
+    KNOWN_HALLUCINATION = "known_hallucination"  # a listed phrase over audio without speech
+    NO_WORDS = "no_words"  # not a letter or digit in it ("...")
+    NO_SPEECH = "no_speech"  # judged speechless by the model, and only decoded by sampling
+
+
+class RemovedSegment(BaseModel):
+    """Text the model produced that the transcript leaves out, and why."""
+
+    start: float
+    end: float
+    text: str = Field(description="The text left out")
+    reason: RemovalReason
 
 
 class _Event(BaseModel):
@@ -236,10 +259,29 @@ class TranscriptFields(BaseModel):
     )
     processing_time: float | None = Field(None, description="Seconds from pickup to result")
     language: str | None = Field(None, description="Language spoken (detected or requested)")
-    language_probability: float | None = None
+    language_probability: float | None = Field(
+        None, description="Probability of detected_language (0-1)"
+    )
     segments: list[Segment] | None = None
     error: str | None = None
     error_type: str | None = None
+    speech_seconds: float | None = Field(
+        None,
+        description="Seconds of voiced audio found (Silero VAD); near 0 with an empty "
+        "transcription means there was no speech, not a failure",
+    )
+    detected_language: str | None = Field(
+        None,
+        description="Language detected over the voiced audio, whatever was requested; "
+        "null when there was no speech",
+    )
+    language_mismatch: bool | None = Field(
+        None,
+        description="True when the detected language is confidently not the requested one",
+    )
+    removed_segments: list[RemovedSegment] | None = Field(
+        None, description="Model output left out of the transcript as invented, with the reason"
+    )
 
 
 class ResultEvent(_Event, TranscriptFields):

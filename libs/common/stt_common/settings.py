@@ -220,7 +220,19 @@ class ModelSettings(_Base):
     compute_type: str = "int8"
     cpu_threads: int = Field(0, ge=0, description="0 lets CTranslate2 pick")
     beam_size: int = Field(5, ge=1, le=20)
-    vad_filter: bool = False
+    vad_filter: bool = Field(
+        True,
+        description="Give the model only what Silero VAD finds voiced: silence, music and noise "
+        "are skipped (no invented text, less work); off, the model hears everything",
+    )
+    vad_threshold: float = Field(
+        0.35,
+        gt=0,
+        lt=1,
+        description="Silero speech probability from which a 32 ms frame is voiced (0.5 is "
+        "faster-whisper's default: it missed words under music at 0 dB; no kind of the quality "
+        "bench's non-speech set but babble reaches 0.3)",
+    )
     window_seconds: float = Field(
         300.0,
         ge=30,
@@ -236,6 +248,27 @@ class ModelSettings(_Base):
         "each chunk is one segment",
     )
     cache_dir: Path = Path(".cache")
+    language_mismatch: Literal["keep", "detect"] = Field(
+        "keep",
+        description="keep = transcribe in the requested language and flag a confident "
+        "mismatch (language_mismatch); detect = transcribe in the detected language when it "
+        "is confidently another one (one more encoder pass over 30 s of voiced audio)",
+    )
+    language_mismatch_probability: float = Field(
+        0.8, gt=0, le=1, description="Detection probability from which a mismatch is confident"
+    )
+    condition_on_previous_text: bool = Field(
+        False,
+        description="Give each 30 s chunk inside a window the text before it as its prompt "
+        "(faster-whisper's default, true): with repetitive speech it led the model into a loop "
+        "and temperature fallbacks (an RTF of 1.1 instead of 0.1 on the quality bench); off, "
+        "windows still get the previous window's last tokens",
+    )
+    hallucination_filter: bool = Field(
+        True,
+        description="Cut looping n-grams and drop known hallucination phrases spoken over "
+        "audio without speech (stt_transcriber/hallucinations.json)",
+    )
 
 
 class FetchSettings(_Base):

@@ -10,30 +10,34 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import av
-from faster_whisper import BatchedInferencePipeline, WhisperModel
+from faster_whisper import BatchedInferencePipeline
 from faster_whisper.transcribe import Segment as WhisperSegment
 from faster_whisper.transcribe import TranscriptionInfo
 
 from stt_common import otel
 from stt_common.cancellation import CANCELLED_MESSAGE, CANCELLED_TYPE
-from stt_common.messages import Segment, SubmitEvent, Task, Word
+from stt_common.messages import RemovedSegment, Segment, SubmitEvent, Task, Word
 from stt_common.settings import ModelSettings
-from stt_transcriber import heap
+from stt_transcriber import heap, quality, voice
 from stt_transcriber.audio import invalid_media
 from stt_transcriber.decode import SAMPLE_RATE, Samples, decode
 from stt_transcriber.errors import JobError
+from stt_transcriber.language import DetectingWhisper, Language
 from stt_transcriber.windows import speech_span, windows
 
 # The end of the previous window's tokens, given as the next one's prompt so that spelling, names
 # and punctuation carry over the cut: as many as Whisper keeps (n_text_ctx / 2 - 1), which is
 # what faster-whisper itself carries from one 30 s chunk to the next inside a window.
 PROMPT_TOKENS = 223
+# quality.screen bound to a window: (start, end, text, no_speech_prob, temperature), times on
+# the file's clock.
+Screen = Callable[[float, float, str, float, float], "quality.Screened"]
 TEMPERATURE_STEP = 0.2  # faster-whisper's own fallback step (0.0, 0.2, ... 1.0)
 
 
@@ -67,14 +71,20 @@ class DecodeOptions:
         return [round(first + k * TEMPERATURE_STEP, 3) for k in range(steps + 1)] or [first]
 
 
+
+
 @dataclass(frozen=True)
 class Transcript:
     text: str
     segments: list[Segment]
     duration: float
-    language: str
-    language_probability: float
+    language: str | None  # the language transcribed in; None when no speech and "auto"
+    language_probability: float | None  # of detected_language
     confidence: float
+    speech_seconds: float = 0.0
+    detected_language: str | None = None  # over the voiced audio; None when there was none
+    language_mismatch: bool | None = None
+    removed: list[RemovedSegment] | None = None
 
 
 class Engine(Protocol):
@@ -115,22 +125,43 @@ class _Collected:
         self.token_count = 0
         self.done = 0.0
         self.tail: deque[int] = deque(maxlen=PROMPT_TOKENS)
+        self.removed: list[RemovedSegment] = []
 
-    def add(self, seg: WhisperSegment, offset: float, bound: float | None) -> None:
+    def add(
+        self,
+        seg: WhisperSegment,
+        offset: float,
+        bound: float | None,
+        screen: Screen | None = None,
+    ) -> None:
         """One segment of the window that starts at `offset` seconds; with a `bound`, its times
-        are kept inside [offset, bound] so they cannot overlap the next window's."""
+        are kept inside [offset, bound] so they cannot overlap the next window's. `screen`
+        (quality.screen, given the file's times) decides what of its text is kept; only kept
+        segments count towards `confidence`."""
         start, end = offset + seg.start, offset + seg.end
         if bound is not None:
             start, end = min(max(start, offset), bound), min(max(end, offset), bound)
-        text = seg.text.strip()
+        start, end = round(start, 3), round(end, 3)
+        text: str | None = seg.text.strip()
+        if text and screen is not None:
+            verdict = screen(start, end, text, seg.no_speech_prob, seg.temperature or 0.0)
+            self.removed += verdict.removed
+            text = verdict.text
         if text:
-            extras = _asked_fields(seg, offset, bound, self.options)
             self.segments.append(
-                Segment(start=round(start, 3), end=round(end, 3), text=text, **extras)
+                Segment(
+                    start=start,
+                    end=end,
+                    text=text,
+                    no_speech_prob=round(seg.no_speech_prob, 4),
+                    avg_logprob=round(seg.avg_logprob, 4),
+                    compression_ratio=round(seg.compression_ratio, 4),
+                    **_asked_fields(seg, offset, bound, self.options),
+                )
             )
-        self.logprob_sum += seg.avg_logprob * len(seg.tokens)
-        self.token_count += len(seg.tokens)
-        self.tail.extend(seg.tokens)
+            self.logprob_sum += seg.avg_logprob * len(seg.tokens)
+            self.token_count += len(seg.tokens)
+            self.tail.extend(seg.tokens)  # left-out text would steer the next window into it
         self.progress(end)
 
     def progress(self, seconds: float) -> None:
@@ -158,7 +189,8 @@ def _clamped(value: float, offset: float, bound: float | None) -> float:
 def _asked_fields(
     seg: WhisperSegment, offset: float, bound: float | None, options: DecodeOptions
 ) -> dict[str, object]:
-    """The optional Segment fields the job asked for, on the whole file's clock."""
+    """The optional Segment fields the job asked for, on the whole file's clock (the decoder's
+    evidence, no_speech_prob, avg_logprob and compression_ratio, is always given)."""
     fields: dict[str, object] = {}
     if options.word_timestamps:
         fields["words"] = [
@@ -175,9 +207,6 @@ def _asked_fields(
             tokens=list(seg.tokens),
             temperature=seg.temperature,
             seek=seg.seek + round(offset * 100),  # frames of 10 ms, as faster-whisper counts
-            avg_logprob=round(seg.avg_logprob, 4),
-            compression_ratio=round(seg.compression_ratio, 4),
-            no_speech_prob=round(seg.no_speech_prob, 4),
         )
     return fields
 
@@ -191,7 +220,7 @@ class WhisperEngine:
         self.settings = settings
         self.max_audio_seconds = max_audio_seconds
         started = time.perf_counter()
-        self.model = WhisperModel(
+        self.model = DetectingWhisper(
             model,
             device=settings.device,
             compute_type=settings.compute_type,
@@ -216,18 +245,24 @@ class WhisperEngine:
         All-silent audio gets no window (`speech_span`): the model does not run on it.
 
         Audio longer than `window_seconds` goes to the model window by window: the language is
-        detected on the first window (when not given) and used for the rest, each window after
-        the first gets the last tokens so far as its prompt (sequential mode; the first gets
-        `options.prompt`), and segment times are moved onto the whole file's clock. A shorter
-        file is one call, as before.
+        fixed on the first window with speech and used for the rest, each window after the
+        first gets the last kept tokens so far as its prompt (sequential mode; the first gets
+        `options.prompt`), and segment
+        times are moved onto the whole file's clock. A shorter file is one call, as before.
+
+        With `vad_filter`, each window's voiced chunks (voice.py) are all the model hears; a
+        window without any is not decoded at all, so a file of music, noise or silence gives
+        "" with `speech_seconds` 0. Each segment then passes the guards of quality.py.
+
+        `detected_language` comes from the first 30 s of voiced audio: with "auto", the
+        model's own detection; otherwise the first encoder output, reused (`_DetectingWhisper`).
 
         `confidence` is the geometric mean of the model's per-token probabilities over the
-        whole transcript: exp(sum(avg_logprob * tokens) / sum(tokens)) over the segments,
-        clamped to [0, 1]; 0.0 when nothing was said. faster-whisper's `avg_logprob` is the
-        mean log-probability of a segment's tokens, so weighting by token count gives the
-        mean over all tokens.
+        kept segments: exp(sum(avg_logprob * tokens) / sum(tokens)), clamped to [0, 1]; 0.0
+        when nothing was said. faster-whisper's `avg_logprob` is the mean log-probability of a
+        segment's tokens, so weighting by token count gives the mean over all tokens.
         """
-        requested = None if language in (None, "", "auto") else language
+        lang = Language(None if language in (None, "", "auto") else language)
         # Decoded here, within the sample bound, rather than by faster-whisper (unbounded).
         with otel.step("decode"):  # a span only with OTEL_EXPORTER_OTLP_ENDPOINT
             audio = decode(path, self.max_audio_seconds)
@@ -241,22 +276,20 @@ class WhisperEngine:
             for start, end in windows(audio[lo:hi], SAMPLE_RATE, self.settings.window_seconds)
         ]
         collected = _Collected(duration, on_progress, options)
-        first: TranscriptionInfo | None = None
+        speech_seconds = 0.0
         try:
             for start, end in bounds:
                 stop_if(should_stop)
                 # A view, not a copy; the window's features live only inside this call.
-                info = self._window(
+                speech_seconds += self._window(
                     audio[start:end],
                     start / SAMPLE_RATE,
-                    requested if first is None else first.language,
+                    lang,
                     collected,
                     # A single window keeps the model's times untouched, as before windowing.
                     bound=end / SAMPLE_RATE if len(bounds) > 1 else None,
                     should_stop=should_stop,
                 )
-                if first is None:
-                    first = info
                 heap.release()  # the window's features are gone: give their pages back
                 collected.progress(end / SAMPLE_RATE)
             collected.progress(duration)  # trailing silence, if any, needed no model
@@ -273,22 +306,56 @@ class WhisperEngine:
             text=" ".join(s.text for s in collected.segments),
             segments=collected.segments,
             duration=duration,
-            # Silence throughout (no window ran): nothing to detect; "" unless one was asked.
-            language=first.language if first is not None else requested or "",
-            language_probability=first.language_probability if first is not None else 0.0,
+            language=lang.decode or lang.requested,
+            language_probability=lang.probability,
             confidence=collected.confidence(),
+            speech_seconds=round(speech_seconds, 3),
+            detected_language=lang.detected,
+            language_mismatch=lang.mismatch,
+            removed=collected.removed,
         )
 
     def _window(
         self,
         audio: Samples,
         offset: float,
-        language: str | None,
+        lang: Language,
         collected: _Collected,
         bound: float | None,
         should_stop: Callable[[], bool] | None = None,
-    ) -> TranscriptionInfo:
-        """Transcribe one window starting at `offset` seconds into `collected`."""
+    ) -> float:
+        """Transcribe one window starting at `offset` seconds into `collected`; returns the
+        seconds of voiced audio it held."""
+        if self.settings.vad_filter:
+            chunks = voice.voiced_chunks(audio, self.settings.vad_threshold)
+            if not chunks:
+                return 0.0  # nothing voiced: nothing to decode, nothing to invent
+            voiced = voice.join(audio, chunks)
+        else:
+            chunks, voiced = [], audio
+        first = lang.decode is None
+        if first:
+            self._choose_language(voiced, lang)
+        segments, info = self._decode(audio, voiced, chunks, lang.decode, collected)
+        if first and lang.requested is None:  # "auto": detected by faster-whisper, as it does
+            lang.decode = lang.detected = info.language
+            lang.probability, lang.mismatch = info.language_probability, False
+        screen = self._screen(audio, offset, lang) if self.settings.hallucination_filter else None
+        for seg in segments:  # decoding happens lazily, one 30 s chunk (or batch) at a time
+            collected.add(seg, offset, bound, screen)
+            stop_if(should_stop)
+        if first and lang.requested is not None and lang.detected is None:
+            self._detected(lang)
+        return voice.voiced_seconds(chunks) if chunks else voiced.size / SAMPLE_RATE
+
+    def _decode(
+        self,
+        audio: Samples,
+        voiced: Samples,
+        chunks: list[voice.Chunk],
+        language: str | None,
+        collected: _Collected,
+    ) -> tuple[Iterator[WhisperSegment], TranscriptionInfo]:
         options = collected.options
         asked: dict[str, Any] = {
             "task": str(options.task),
@@ -310,16 +377,60 @@ class WhisperEngine:
                 initial_prompt=options.prompt,
                 **asked,
             )
+            return iter(segments), info
+        segments, info = self.model.transcribe(
+            voiced,
+            language=language,
+            beam_size=self.settings.beam_size,
+            vad_filter=False,  # done above: the model gets the voiced chunks only
+            initial_prompt=collected.prompt(),
+            condition_on_previous_text=self.settings.condition_on_previous_text,
+            **asked,
+        )
+        return (voice.restore(segments, chunks) if chunks else iter(segments)), info
+
+    def _choose_language(self, voiced: Samples, lang: Language) -> None:
+        """Fix the language to decode in, before the first window with speech is decoded."""
+        if lang.requested is None:
+            return  # "auto": faster-whisper detects on the voiced audio it is given
+        if self.settings.language_mismatch == "detect":
+            # One more encoder pass (30 s of voiced audio), only in this mode.
+            found, probability, _ = self.model.detect_language(voiced[: 30 * SAMPLE_RATE])
+            lang.detected, lang.probability = found, float(probability)
+            confident = probability >= self.settings.language_mismatch_probability
+            lang.decode = found if confident and found != lang.requested else lang.requested
+            lang.mismatch = lang.decode != lang.requested
         else:
-            segments, info = self.model.transcribe(
-                audio,
-                language=language,
-                beam_size=self.settings.beam_size,
-                vad_filter=self.settings.vad_filter,
-                initial_prompt=collected.prompt(),
-                **asked,
+            lang.decode = lang.requested
+            self.model.detect_next()  # on the encoder output the decoding computes anyway
+
+    def _detected(self, lang: Language) -> None:
+        """After the first window with speech is decoded: what was detected on its first chunk
+        (None if the model never encoded one)."""
+        found = self.model.detected()
+        if found is not None:
+            lang.detected, lang.probability = found
+            lang.mismatch = (
+                found[0] != lang.requested
+                and found[1] >= self.settings.language_mismatch_probability
             )
-        for seg in segments:  # decoding happens lazily, one 30 s chunk (or batch) at a time
-            collected.add(seg, offset, bound)
-            stop_if(should_stop)
-        return info
+
+    def _screen(
+        self, audio: Samples, offset: float, lang: Language
+    ) -> Screen:
+        """quality.screen for segments of this window (times on the file's clock)."""
+
+        def screen(
+            start: float, end: float, text: str, no_speech_prob: float, temperature: float
+        ) -> quality.Screened:
+            return quality.screen(
+                start,
+                end,
+                text,
+                lang.decode,
+                no_speech_prob,
+                lambda: voice.voiced_share(audio, start - offset, end - offset),
+                temperature,
+            )
+
+        return screen

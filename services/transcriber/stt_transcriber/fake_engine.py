@@ -64,4 +64,7 @@ class FakeEngine:
             language="en" if detected else str(language),
             language_probability=0.99 if detected else 1.0,
             confidence=0.9,
+            speech_seconds=duration,
+            detected_language="en" if detected else str(language),
+            language_mismatch=False,
         )

@@ -214,9 +214,17 @@ class JobRunner:
                 duration=round(transcript.duration, 3),
                 confidence=round(transcript.confidence, 4),
                 processing_time=round(time.monotonic() - started, 3),
-                language=transcript.language or None,
-                language_probability=round(transcript.language_probability, 4),
+                language=transcript.language,
+                language_probability=(
+                    None
+                    if transcript.language_probability is None
+                    else round(transcript.language_probability, 4)
+                ),
                 segments=transcript.segments,
+                speech_seconds=transcript.speech_seconds,
+                detected_language=transcript.detected_language,
+                language_mismatch=transcript.language_mismatch,
+                removed_segments=transcript.removed,
             )
         )
 

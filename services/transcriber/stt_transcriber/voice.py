@@ -1,0 +1,77 @@
+"""Where the voice is: faster-whisper's bundled Silero VAD, run by the engine itself.
+
+The engine runs the VAD rather than passing `vad_filter=True` to faster-whisper so that it knows
+the voiced chunks: it reports how much speech there was (`speech_seconds`), gives the model
+nothing at all when a window has none (no decoding, so nothing can be invented and no time is
+spent), and can ask again, more strictly, whether the audio under one suspicious segment is
+speech (`voiced_share`). The model then gets the voiced chunks joined, as faster-whisper's own
+`vad_filter` gives them, and the segment times are moved back onto the window's clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+from faster_whisper.transcribe import Segment as WhisperSegment
+from faster_whisper.transcribe import restore_speech_timestamps
+from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+from stt_transcriber.decode import SAMPLE_RATE, Samples
+
+# faster-whisper's defaults (2 s of silence ends a chunk, 400 ms of padding on each side); the
+# threshold is STT_VAD_THRESHOLD (0.35): on the quality bench's non-speech set no frame of noise,
+# hum, music, chords or clicks reached 0.3 (white noise peaked at 0.29), while 0.5 dropped the
+# last third of real speech under music at 0 dB (0.35 kept all but its last two words).
+SPEECH = VadOptions()
+# For one segment's audio: no padding, short pauses count, so padding around a real chunk or a
+# burst of music between words does not pass for speech.
+STRICT = VadOptions(min_silence_duration_ms=100, speech_pad_ms=0)
+
+Chunk = dict[str, int]  # {"start": sample, "end": sample}, as faster-whisper's VAD gives them
+# The VAD runs all the 32 ms frames it is given as one batch (up to 10 000): on a 300 s window
+# that is ~110 MiB of activations. Slices of 60 s (a whole number of frames; the model sees
+# 64 samples of context per frame, no longer state) bound it whatever the window.
+SLICE_SAMPLES = 512 * 1875
+
+
+def voiced_chunks(audio: Samples, threshold: float = SPEECH.threshold) -> list[Chunk]:
+    """The voiced chunks of `audio`, in order; [] when there is no speech. A chunk that runs
+    over a slice boundary is found as two touching ones, joined again here."""
+    options = dataclasses.replace(SPEECH, threshold=threshold)
+    chunks: list[Chunk] = []
+    for at in range(0, audio.size, SLICE_SAMPLES):
+        piece = audio[at : at + SLICE_SAMPLES]
+        for found in get_speech_timestamps(piece, options, sampling_rate=SAMPLE_RATE):
+            start, end = at + found["start"], at + found["end"]
+            if chunks and start <= chunks[-1]["end"]:
+                chunks[-1]["end"] = max(chunks[-1]["end"], end)
+            else:
+                chunks.append({"start": start, "end": end})
+    return chunks
+
+
+def voiced_seconds(chunks: Iterable[Chunk]) -> float:
+    return sum(c["end"] - c["start"] for c in chunks) / SAMPLE_RATE
+
+
+def join(audio: Samples, chunks: list[Chunk]) -> Samples:
+    """The voiced samples only, one after another (a copy: at most the window's size)."""
+    if len(chunks) == 1 and chunks[0]["start"] == 0 and chunks[0]["end"] == audio.size:
+        return audio
+    return np.concatenate([audio[c["start"] : c["end"]] for c in chunks])
+
+
+def restore(segments: Iterable[WhisperSegment], chunks: list[Chunk]) -> Iterator[WhisperSegment]:
+    """Segments timed on the joined audio, moved back onto the original audio's clock."""
+    return iter(restore_speech_timestamps(segments, chunks, SAMPLE_RATE))
+
+
+def voiced_share(audio: Samples, start: float, end: float) -> float:
+    """Share (0-1) of audio[start s : end s] the strict VAD finds voiced; 0.0 for no audio."""
+    piece = audio[max(0, int(start * SAMPLE_RATE)) : max(0, int(end * SAMPLE_RATE))]
+    if piece.size == 0:
+        return 0.0
+    found = get_speech_timestamps(piece, STRICT, sampling_rate=SAMPLE_RATE)
+    return min(1.0, float(sum(c["end"] - c["start"] for c in found)) / piece.size)
