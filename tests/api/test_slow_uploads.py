@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stt_api.routes.uploads import Refusal, UploadSlots
+from stt_api.upload_slots import Refusal, UploadSlots
 from tests import processes
 
 pytestmark = pytest.mark.infra
