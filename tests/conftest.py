@@ -8,12 +8,7 @@ from pathlib import Path
 import pytest
 
 from stt_common.model_files import fetch_model
-
-try:  # tests/ is a package (tests/__init__.py) ...
-    from tests.infra import Infra, cache_dir, start_infra
-except ImportError:  # ... or only a rootdir on sys.path
-    from infra import Infra, cache_dir, start_infra  # type: ignore[no-redef]
-
+from stt_testing.infra import Infra, cache_dir, start_infra
 
 # Fixtures that make a test need more than this process (markers added at collection, so that
 # `make test-fast`, which deselects them, can't run a test that would start a server or the model).
@@ -32,7 +27,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
-    """Kafka, Redis and S3 for the whole session (see tests/infra.py for where they come from)."""
+    """Kafka, Redis and S3 for the whole session (see stt_testing.infra)."""
     with start_infra(tmp_path_factory.mktemp("infra"), cache_dir()) as servers:
         yield servers
 

@@ -14,7 +14,7 @@ import pytest
 from stt_common.job_store import job_key
 from stt_common.messages import JobRecord, JobStatus, Source
 from stt_common.settings import Settings
-from tests.harness.fakes import InProcessApi, in_process_api
+from stt_testing.fakes import InProcessApi, in_process_api
 
 KEY = "in-process-key"
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from stt_api.upload_slots import Refusal, UploadSlots
-from tests import processes
+from stt_testing import processes
 
 pytestmark = pytest.mark.infra
 UPLOADS = "/api/v1/uploads"

@@ -20,11 +20,11 @@ from stt_common import bus
 from stt_common.job_store import JobStore
 from stt_common.messages import JobRecord, JobStatus, ResultEvent, Source, SubmitEvent
 from stt_common.settings import FetchSettings, KafkaSettings, MinioSettings
+from stt_testing.fakes import FakeConsumer, FakeProducer
 from stt_transcriber.errors import JobError
 from stt_transcriber.fake_engine import FakeEngine
 from stt_transcriber.job_runner import JobRunner
 from stt_transcriber.worker import Worker
-from tests.harness.fakes import FakeConsumer, FakeProducer
 
 
 class Loop:
