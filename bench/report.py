@@ -392,9 +392,10 @@ def api_findings(a: dict[str, Any]) -> str:
         "counts in memory and adds its counts to Redis every 100 ms per key (sliding minute); "
         "the check costs a few microseconds.",
         "2. **One ASGI middleware for the key and the limit** (`stt_api/guard.py`) instead of "
-        "two FastAPI dependencies, and the store read from `app.state` in the routes: FastAPI "
-        "dependency solving was the largest component; two plain `def` dependencies also cost "
-        "a thread-pool hop each.",
+        "two FastAPI dependencies: FastAPI dependency solving was the largest component; two "
+        "plain `def` dependencies also cost a thread-pool hop each. (The routes take their "
+        "store, publisher and advisor as `async def` dependencies, `stt_api/deps.py`: no "
+        "thread hop.)",
         "3. **The JSON body built once** (`JobResponse.model_dump_json`) instead of FastAPI "
         "validating and encoding the response model again.",
         "4. **hiredis**: redis-py parses replies in C.",
