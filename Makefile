@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export STT_CACHE_DIR ?= $(CURDIR)/.cache
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := redis-server espeak-ng iproute2 chromium
+DEBIAN_PACKAGES := redis-server espeak-ng iproute2 chromium prometheus
 
 .PHONY: install system-deps model lint test test-fast coverage up down status bench clean
 
@@ -16,7 +16,7 @@ install: $(VENV)/.installed system-deps
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,model]'
+	$(BIN)/pip install -q -e '.[dev,model,otel]'
 	touch $@
 
 # Debian packages the servers and tests use (chromium: the offline /docs test); skipped when

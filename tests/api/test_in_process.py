@@ -140,3 +140,9 @@ async def test_ready_asks_the_wired_store_and_publisher(
 async def test_models_names_the_served_model(client: httpx.AsyncClient, api: InProcessApi) -> None:
     listed = (await client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"})).json()
     assert [m["id"] for m in listed["data"]] == [api.wiring.served_model]
+
+
+async def test_a_scrape_pings_the_wired_redis(client: httpx.AsyncClient) -> None:
+    scrape = await client.get("/metrics")
+    assert scrape.status_code == 200
+    assert 'stt_dependency_up{dependency="redis"} 1.0' in scrape.text

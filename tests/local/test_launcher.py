@@ -64,7 +64,7 @@ def test_status_of_empty_state_dir(tmp_path: Path, capsys: pytest.CaptureFixture
     ]  # fmt: skip
     assert main(["status", "--state-dir", str(tmp_path), "--cache-dir", str(tmp_path)]) == 3
     out = capsys.readouterr().out
-    assert out.count("stopped") == 7  # three servers and four services
+    assert out.count("stopped") == 8  # three servers, four services and prometheus
 
 
 class _Crasher(Server):

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from stt_common.settings import ApiSettings, load
+from stt_common.settings import ApiSettings, LocalStackSettings, load
 from stt_local import smoke
 from stt_local.config import config_from_settings
 from stt_local.dotenv import ENV_FILE, ensure_env_file
 from stt_local.errors import LocalStackError
+from stt_local.prometheus import PrometheusServer
 from stt_local.server import Server
-from stt_local.services import SERVICE_NAMES, Services
+from stt_local.services import SERVICE_NAMES, Services, ServiceStatus
 from stt_local.stack import NAMES, Stack
 from stt_local.tools import MARKER
 
 EXIT_NOT_RUNNING = 3  # like `systemctl status`: something is stopped or unhealthy
-ALL_NAMES = (*NAMES, *SERVICE_NAMES)
+PROMETHEUS = "prometheus"
+ALL_NAMES = (*NAMES, *SERVICE_NAMES, PROMETHEUS)
+TARGETS_WAIT = 20.0  # seconds `up` waits for Prometheus's first scrape of every target
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,8 +52,8 @@ def main(argv: list[str]) -> int:
     """Run one command and return the exit status. Accepted argv forms:
 
     - ``["up" | "down" | "status", *names, "--state-dir", DIR, "--cache-dir", DIR]``
-      where names are any of kafka, redis, s3, api, projector, transcriber, webhooks
-      (none means all)
+      where names are any of kafka, redis, s3, api, projector, transcriber, webhooks,
+      prometheus (none means all)
       and both options are optional (state dir defaults to ``<cache dir>/local``, cache dir to
       STT_CACHE_DIR or ``.cache``); ``up`` also takes ``--no-smoke``;
       a leading ``"local"`` is allowed (``["local", "up"]``).
@@ -82,12 +86,20 @@ def _local(args: argparse.Namespace) -> int:
         if line:
             print(line, flush=True)
     stack = Stack(config_from_settings(args.state_dir, args.cache_dir))
-    api = load(ApiSettings)
-    services = Services(stack.config.state_dir, Path.cwd(), api.port, api.host)
+    api, local = load(ApiSettings), load(LocalStackSettings)
+    services = Services(
+        stack.config.state_dir, Path.cwd(), api.port, api.host, metrics_port=local.metrics_port
+    )
+    prometheus = PrometheusServer(
+        stack.config.state_dir, local.prometheus_port, services.scrape_targets()
+    )
     server_names = None if everything else [n for n in names if n in NAMES]
     service_names = None if everything else [n for n in names if n in SERVICE_NAMES]
+    with_prometheus = everything or PROMETHEUS in names
 
     if args.command == "down":
+        if with_prometheus:
+            prometheus.stop()
         services.down(service_names)
         stack.down(server_names)
         print("stopped")
@@ -95,6 +107,8 @@ def _local(args: argparse.Namespace) -> int:
 
     if args.command == "status":
         statuses = [*stack.status(server_names), *services.status(service_names)]
+        if with_prometheus:
+            statuses.append(_prometheus_status(prometheus))
         for status in statuses:
             print(status.line())
         return 0 if all(s.running and s.healthy for s in statuses) else EXIT_NOT_RUNNING
@@ -108,6 +122,11 @@ def _local(args: argparse.Namespace) -> int:
     service_statuses = services.up(service_names)
     for status in service_statuses:
         print(status.line(), flush=True)
+    if with_prometheus:
+        prometheus.start()
+        service_statuses.append(_prometheus_status(prometheus))
+        print(service_statuses[-1].line(), flush=True)
+        print(f"  {_targets_line(prometheus)}", flush=True)
     print(f"logs and data: {stack.config.state_dir}", flush=True)
     if not all(s.running and s.healthy for s in [*statuses, *service_statuses]):
         return EXIT_NOT_RUNNING
@@ -120,6 +139,29 @@ def _starting(processes: Mapping[str, Server], names: list[str] | None, note: st
     stopped = [n for n, p in processes.items() if (names is None or n in names) and not p.pid()]
     if stopped:
         print(f"starting {', '.join(stopped)}{f' ({note})' if note else ''} ...", flush=True)
+
+
+def _prometheus_status(prometheus: PrometheusServer) -> ServiceStatus:
+    s = prometheus.status()
+    return ServiceStatus(s.name, s.running, s.pid, s.port, s.healthy, s.detail)
+
+
+def _targets_line(prometheus: PrometheusServer) -> str:
+    """How many scrape targets are up, waiting up to TARGETS_WAIT s for the first scrapes."""
+    deadline = time.monotonic() + TARGETS_WAIT
+    health: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        try:
+            health = prometheus.targets_health()
+        except Exception:  # not answering yet
+            health = {}
+        if health and all(h == "up" for h in health.values()):
+            break
+        time.sleep(0.5)
+    up = sorted(t for t, h in health.items() if h == "up")
+    down = sorted(t for t, h in health.items() if h != "up")
+    line = f"scrape targets up: {len(up)}/{len(health)} ({', '.join(up)})"
+    return line + (f"; not up: {', '.join(down)}" if down else "")
 
 
 def _smoke(services: Services) -> None:

@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Callable[[], str]] = {
     "MINIO_BUCKET": lambda: "stt-media",
     "STT_FETCH_ALLOW_HOSTS": lambda: "",  # private hosts to fetch from; MinIO's always may be
     "STT_WEBHOOK_SECRET": lambda: _token(32),  # signs webhooks (docker compose's `webhooks`)
+    "GRAFANA_ADMIN_PASSWORD": lambda: _token(18),  # docker compose's `grafana` (user admin)
 }
 
 _KEY = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")

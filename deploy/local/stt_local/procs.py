@@ -64,11 +64,22 @@ def is_alive(pid: int, marker: str | None = None) -> bool:
         state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         if state in ("Z", "X"):
             return False
-        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        cmdline = _cmdline(proc)
         comm = (proc / "comm").read_text()  # cmdline can be blank while a title is rewritten
     except OSError:
         return False
     return marker is None or marker in cmdline or marker in comm
+
+
+def _cmdline(proc: Path, attempts: int = 20) -> str:
+    """The command line; read again for a moment while it is blank, as it is just after exec
+    (seen with Go binaries such as prometheus: an empty /proc/<pid>/cmdline for a few ms)."""
+    for _ in range(attempts):
+        raw = (proc / "cmdline").read_bytes()
+        if raw:
+            break
+        time.sleep(0.005)
+    return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
 def terminate(pid: int, marker: str | None = None, timeout: float = 30.0) -> None:

@@ -28,8 +28,10 @@ STOP_ORDER = ("api", "transcriber", "webhooks", "projector")
 
 @dataclass(frozen=True)
 class ServiceStatus(ServerStatus):
+    path: str = ""  # a worker's port serves /metrics
+
     def line(self) -> str:
-        where = f"http://{HOST}:{self.port}" if self.port else "worker"
+        where = f"http://{HOST}:{self.port}{self.path}" if self.port else "worker"
         if not self.running:
             return f"{self.name:<11} stopped          {where}"
         health = "healthy" if self.healthy else f"unhealthy: {self.detail}"
@@ -40,6 +42,7 @@ class Service(Server):
     """One `python -m stt_cli.main <name>` process under state_dir/<name>/."""
 
     start_timeout = 120.0  # imports, and the transcriber loads the model
+    url_path = ""  # what its port serves, for the status line
     # SIGTERM lets the transcriber finish its job for STT_WORKER_SHUTDOWN_GRACE (30 s by default).
     stop_timeout = 40.0
 
@@ -69,14 +72,18 @@ class Service(Server):
         self.dir.mkdir(parents=True, exist_ok=True)
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.start_path.write_text(f"{self._log_offset}\n")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env()}
         pid = procs.spawn(self.command(), self.log_path, cwd=self.workdir, env=env)
         self.pid_path.write_text(f"{pid}\n")
         return pid
 
+    def extra_env(self) -> dict[str, str]:
+        """Variables this service gets on top of ours (they win over `.env`)."""
+        return {}
+
     def status(self, timeout: float = 3.0) -> ServiceStatus:
         s = super().status(timeout)
-        return ServiceStatus(s.name, s.running, s.pid, s.port, s.healthy, s.detail)
+        return ServiceStatus(s.name, s.running, s.pid, s.port, s.healthy, s.detail, self.url_path)
 
 
 class ApiService(Service):
@@ -98,9 +105,16 @@ class ApiService(Service):
 
 
 class WorkerService(Service):
-    """A worker without a port: healthy once this run's log has its ready line."""
+    """A worker: healthy once this run's log has its ready line. Its port, when not 0, is its
+    /metrics (STT_METRICS_PORT, on the launcher's host only)."""
 
     ready: re.Pattern[str]
+    url_path = "/metrics"
+
+    def extra_env(self) -> dict[str, str]:
+        if not self.port:
+            return {}
+        return {"STT_METRICS_PORT": str(self.port), "STT_METRICS_HOST": self.host}
 
     def check(self, timeout: float = 3.0) -> None:
         if not self.logged_ready():
@@ -154,13 +168,24 @@ class Services:
     servers' Stack."""
 
     def __init__(
-        self, state_dir: Path, workdir: Path, api_port: int = 8000, host: str = HOST
+        self,
+        state_dir: Path,
+        workdir: Path,
+        api_port: int = 8000,
+        host: str = HOST,
+        metrics_port: int = 0,
     ) -> None:
+        """metrics_port: the projector's /metrics; the transcriber's and webhooks' follow it
+        (+1, +2). 0: the workers serve no metrics."""
         state_dir, workdir = state_dir.resolve(), workdir.resolve()
+
+        def port(offset: int) -> int:
+            return metrics_port + offset if metrics_port else 0
+
         self.api = ApiService(state_dir, workdir, api_port, host)
-        self.projector = ProjectorService(state_dir, workdir)
-        self.transcriber = TranscriberService(state_dir, workdir)
-        self.webhooks = WebhooksService(state_dir, workdir)
+        self.projector = ProjectorService(state_dir, workdir, port(0), host)
+        self.transcriber = TranscriberService(state_dir, workdir, port(1), host)
+        self.webhooks = WebhooksService(state_dir, workdir, port(2), host)
         self.services: dict[str, Service] = {
             "api": self.api, "projector": self.projector, "transcriber": self.transcriber,
             "webhooks": self.webhooks,
@@ -210,6 +235,18 @@ class Services:
     def down(self, names: Iterable[str] | None = None) -> None:
         for service in self._pick(names, STOP_ORDER):
             service.stop()
+
+    def scrape_targets(self) -> dict[str, list[str]]:
+        """Prometheus jobs (stt-<name>) and the `host:port` of each one's /metrics."""
+
+        def address(service: Service) -> str:
+            host = HOST if service.host in ("0.0.0.0", "") else service.host  # a wildcard bind
+            return f"{host}:{service.port}"
+
+        return {
+            f"stt-{name}": [address(service)] if service.port else []
+            for name, service in self.services.items()
+        }
 
     def status(self, names: Iterable[str] | None = None) -> list[ServiceStatus]:
         return [s.status() for s in self._pick(names)]

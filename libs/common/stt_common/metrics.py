@@ -14,7 +14,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -44,6 +44,13 @@ HTTP_REQUESTS = Counter(
 )
 HTTP_SECONDS = Histogram(
     "stt_http_request_seconds", "Time the API took to answer", ["method", "route"]
+)
+# Set on each scrape of /metrics (a ping with a short timeout): alerts need no /ready prober.
+DEPENDENCY_UP = Gauge(
+    "stt_dependency_up",
+    "1 when the API reached the dependency at the last scrape",
+    ["dependency"],
+    multiprocess_mode="livemostrecent",
 )
 
 # ---- transcriber ----
@@ -80,6 +87,17 @@ WEBHOOK_ATTEMPTS = Counter(
 WEBHOOKS_PENDING = Gauge(
     "stt_webhooks_pending", "Deliveries held (in progress or waiting to retry)"
 )
+
+
+WEBHOOK_OUTCOMES = ("delivered", "dead_lettered", "skipped")
+
+
+def start_at_zero(counter: Counter, values: Iterable[str]) -> None:
+    """Export `counter{label=value} 0` for each value before the first event: a series born at
+    1 has no earlier sample, so `increase()`/`rate()` (and the alerts built on them) would miss
+    the first failure of its kind."""
+    for value in values:
+        counter.labels(value)
 
 
 @contextmanager

@@ -320,6 +320,25 @@ class MetricsSettings(_Base):
 
     port: int = Field(0, ge=0, le=65535, description="Transcriber/projector /metrics port; 0 = off")
     host: str = "0.0.0.0"
+    lag_every: float = Field(
+        15.0, gt=0, description="Seconds between the projector's reads of every group's lag"
+    )
+
+
+class LocalStackSettings(_Base):
+    """`stt local up` only: where its Prometheus and the workers' /metrics listen."""
+
+    model_config = SettingsConfigDict(env_prefix="STT_LOCAL_")
+
+    prometheus_port: int = Field(
+        9490, ge=1, le=65535, description="The local Prometheus (not the system's 9090)"
+    )
+    metrics_port: int = Field(
+        9491,
+        ge=1,
+        le=65533,
+        description="/metrics of the projector; the transcriber and webhooks take +1 and +2",
+    )
 
 
 class Settings:

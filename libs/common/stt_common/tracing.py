@@ -3,8 +3,8 @@
 Dependency-free on purpose: the API takes the caller's `traceparent` header (or starts a trace),
 the submit event carries it as a Kafka header, the transcriber puts a child of it on its retry,
 progress and result events, and the projector reads it. While a job is handled, `current` holds
-its context and `stt_common.logs.JsonFormatter` adds `trace_id` to each line. No spans are
-exported: an OpenTelemetry collector can still join these ids with its own.
+its context and `stt_common.logs.JsonFormatter` adds `trace_id` to each line. Spans are exported
+only with OTEL_EXPORTER_OTLP_ENDPOINT set (`stt_common.otel`), with these very ids.
 
 Format (https://www.w3.org/TR/trace-context/): `00-<32 hex trace id>-<16 hex span id>-<2 hex
 flags>`, lower case, neither id all zeros.

@@ -22,12 +22,13 @@ from stt_api.routes import health, metrics, openai, transcribe, uploads
 from stt_api.submit_events import SubmitPublisher
 from stt_api.trace_context import TraceContext
 from stt_api.upload_slots import UploadSlots
-from stt_common import bus, job_store
+from stt_common import bus, job_store, otel
 from stt_common.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    otel.setup("api")  # span export, only when OTEL_EXPORTER_OTLP_ENDPOINT is set
     api_keys = accepted_keys(settings.api)  # fails before serving when no key is configured
 
     # Built before serving: nothing here holds a connection (MinIO's client connects per call).

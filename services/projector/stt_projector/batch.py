@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from aiokafka.structs import RecordMetadata
 
-from stt_common import bus, cancellation, dead_letters, tracing
+from stt_common import bus, cancellation, dead_letters, otel, tracing
 from stt_common.job_store import JobStore, Outcome
 from stt_common.messages import JobRecord
 from stt_common.publisher import Publisher
@@ -35,6 +35,7 @@ class BatchProjector:
     async def project(self, records: Sequence[bus.Record]) -> list[Outcome | None]:
         """Each record's outcome, None where it was dropped (unreadable or deleted job)."""
         outcomes: list[Outcome | None] = [None] * len(records)
+        started = time.time_ns()  # each event's "projection" span covers its batch
         jobs: list[tuple[int, JobRecord]] = []
         for i, record in enumerate(records):
             try:
@@ -62,6 +63,7 @@ class BatchProjector:
             if outcome in (Outcome.APPLIED, Outcome.SAME) and held is not None:
                 acks.append(await self._log_state(held))
             with tracing.use(tracing.from_kafka(records[i].headers)):
+                otel.record("projection", started, outcome=str(outcome), status=str(job.status))
                 log.debug(
                     "%s %s gen=%d -> %s",
                     records[i].topic,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 
-from stt_common import job_store, lifecycle, logs, metrics
+from stt_common import job_store, lifecycle, logs, metrics, otel
+from stt_common.group_lag import GroupLagExporter
 from stt_common.settings import Settings
 from stt_projector.rebuild import rebuild
 from stt_projector.runner import run_projector
@@ -28,9 +30,21 @@ async def _main(rebuild_only: bool) -> int:
             counts = await rebuild(settings.kafka, store)
             print(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing to rebuild")
             return 0
-        metrics.serve(settings.metrics.port, settings.metrics.host)
+        otel.setup("projector")
+        serving = metrics.serve(settings.metrics.port, settings.metrics.host)
         stop = lifecycle.stop_on_signals()
-        await run_projector(settings.kafka, store, stop)
+        # The lag of every group, from the broker: still there when every transcriber is dead.
+        exporting = None
+        if serving:
+            exporter = GroupLagExporter(settings.kafka, settings.metrics.lag_every)
+            exporting = asyncio.create_task(exporter.run(stop))
+        try:
+            await run_projector(settings.kafka, store, stop)
+        finally:
+            if exporting is not None:
+                exporting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await exporting
         return 0
     finally:
         await redis.aclose()

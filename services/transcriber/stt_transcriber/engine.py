@@ -20,6 +20,7 @@ from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.transcribe import Segment as WhisperSegment
 from faster_whisper.transcribe import TranscriptionInfo
 
+from stt_common import otel
 from stt_common.cancellation import CANCELLED_MESSAGE, CANCELLED_TYPE
 from stt_common.messages import Segment, SubmitEvent, Task, Word
 from stt_common.settings import ModelSettings
@@ -228,7 +229,8 @@ class WhisperEngine:
         """
         requested = None if language in (None, "", "auto") else language
         # Decoded here, within the sample bound, rather than by faster-whisper (unbounded).
-        audio = decode(path, self.max_audio_seconds)
+        with otel.step("decode"):  # a span only with OTEL_EXPORTER_OTLP_ENDPOINT
+            audio = decode(path, self.max_audio_seconds)
         heap.release()
         stop_if(should_stop)
         duration = audio.size / SAMPLE_RATE

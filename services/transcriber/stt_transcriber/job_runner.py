@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from stt_common import bus
+from stt_common import bus, otel
 from stt_common.cancellation import CANCELLED_MESSAGE, CANCELLED_TYPE
 from stt_common.messages import JobStatus, ResultEvent, SubmitEvent
 from stt_common.settings import FetchSettings, MinioSettings
@@ -181,16 +181,21 @@ class JobRunner:
         try:
             await self._stop_if_cancelled(job)
             await report("downloading", None)
-            download = fetch_media(job.media_url, scratch / "media", self.fetch, self.minio, watch)
-            media = await _unless_cancelled(download, watching)
-            duration = await asyncio.to_thread(audio.probe, media, self.fetch.max_audio_seconds)
+            with otel.step("download"):
+                download = fetch_media(
+                    job.media_url, scratch / "media", self.fetch, self.minio, watch
+                )
+                media = await _unless_cancelled(download, watching)
+            with otel.step("probe"):
+                duration = await asyncio.to_thread(audio.probe, media, self.fetch.max_audio_seconds)
             if duration > 0:
                 self.durations[job.request_id] = round(duration, 3)
             await self._stop_if_cancelled(job)
             eta = Eta(datetime.now(UTC), self.speed.predict(duration))
             self.etas[job.request_id] = eta
             await report("transcribing", 0.0)
-            transcript = await self._transcribe(job, media, report, eta, watch)
+            with otel.step("transcribe"):
+                transcript = await self._transcribe(job, media, report, eta, watch)
             self.speed.observe(transcript.duration, time.monotonic() - eta.started)
         finally:
             watching.cancel()

@@ -9,13 +9,14 @@ import os
 import socket
 import time
 
-from stt_common import bus, cancellation, job_store, lifecycle, logs, metrics
+from stt_common import bus, cancellation, job_store, lifecycle, logs, metrics, otel
 from stt_common.messages import SubmitEvent
 from stt_common.model_files import resolve_model
 from stt_common.publisher import Publisher
 from stt_common.settings import Settings
 from stt_transcriber import heap
 from stt_transcriber.engine import Engine, WhisperEngine
+from stt_transcriber.errors import ERROR_TYPES
 from stt_transcriber.fake_engine import FakeEngine
 from stt_transcriber.job_runner import JobRunner
 from stt_transcriber.worker import Worker
@@ -36,6 +37,8 @@ def load_engine(settings: Settings) -> Engine:
 
 async def _main(settings: Settings) -> int:
     worker_id = settings.worker.id or f"{socket.gethostname()}-{os.getpid()}"
+    otel.setup("transcriber")
+    metrics.start_at_zero(metrics.JOBS_FAILED, ERROR_TYPES)
     metrics.serve(settings.metrics.port, settings.metrics.host)
     engine = await asyncio.to_thread(load_engine, settings)  # once per process, not per job
     await bus.ensure_topics(settings.kafka)

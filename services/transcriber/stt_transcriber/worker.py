@@ -20,7 +20,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
-from stt_common import bus, dead_letters, metrics, tracing
+from stt_common import bus, dead_letters, metrics, otel, tracing
 from stt_common.job_store import JobStore
 from stt_common.messages import JobStatus, Phase, ResultEvent, SubmitEvent
 from stt_common.publisher import Publisher
@@ -92,7 +92,11 @@ class Worker:
     async def _handle(self, tp: TopicPartition, record: bus.Record) -> None:
         # This worker's span of the job's trace: its log lines and the events it sends carry it
         # (the task running the job, and its inference thread, inherit the context).
-        with tracing.use(tracing.continue_from(tracing.from_kafka(record.headers))):
+        incoming = tracing.from_kafka(record.headers)
+        with (
+            tracing.use(tracing.continue_from(incoming)),
+            otel.hop("consume", incoming, **{"messaging.source.name": record.topic}),
+        ):
             await self._handle_job(tp, record)
 
     async def _handle_job(self, tp: TopicPartition, record: bus.Record) -> None:
@@ -194,7 +198,8 @@ class Worker:
                 log.exception("job crashed", extra={"request_id": job.request_id})
                 error = JobError(f"Internal error: {exc.__class__.__name__}", "internal", False)
                 result = self.runner.failed(job, error, started)
-            await self._publish(result)
+            with otel.step("result publish", "PRODUCER"):
+                await self._publish(result)
             metrics.job_finished(result, asyncio.get_running_loop().time() - started)
             if result.status is JobStatus.FAILED and result.error_type != "cancelled":
                 await self._dead_letter(

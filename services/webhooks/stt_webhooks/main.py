@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 
-from stt_common import bus, job_store, lifecycle, logs, metrics
+from stt_common import bus, job_store, lifecycle, logs, metrics, otel
 from stt_common.publisher import Publisher
 from stt_common.settings import Settings, SettingsError, WebhookSettings
 from stt_webhooks.runner import Webhooks
@@ -28,6 +28,8 @@ def check_signing(hooks: WebhookSettings) -> None:
 async def _main() -> int:
     settings = Settings()
     check_signing(settings.webhooks)
+    otel.setup("webhooks")
+    metrics.start_at_zero(metrics.WEBHOOK_DELIVERIES, metrics.WEBHOOK_OUTCOMES)
     metrics.serve(settings.metrics.port, settings.metrics.host)
     await bus.ensure_topics(settings.kafka)
     redis = job_store.connect(settings.redis)

@@ -20,7 +20,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from stt_common import bus, cancellation, dead_letters, metrics
+from stt_common import bus, cancellation, dead_letters, metrics, otel, tracing
 from stt_common.messages import JobStatus, ResultEvent
 from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings, WebhookSettings
@@ -149,6 +149,11 @@ class Webhooks:
             self.unsent = moves
 
     async def handle(self, tp: TopicPartition, record: Record, event: ResultEvent) -> None:
+        # A span of the job's trace (with OTEL_EXPORTER_OTLP_ENDPOINT), child of its result.
+        with tracing.use(tracing.from_kafka(record.headers)), otel.step("webhook", "CLIENT"):
+            await self._handle(tp, record, event)
+
+    async def _handle(self, tp: TopicPartition, record: Record, event: ResultEvent) -> None:
         key = (event.request_id, event.generation)
         extra = {"request_id": event.request_id}
         me = asyncio.current_task()
