@@ -1,6 +1,6 @@
 """`python -m bench [overhead|api|scale|long|quality ...] [--quick]` (`make bench` runs them all).
 
-Starts the real stack once (Kafka, Redis and S3 from `tests.infra`, the stt services as real
+Starts the real stack once (Kafka, Redis and S3 from `stt_testing.infra`, the stt services as real
 processes), runs the scenarios in order, and writes `bench/results/latest.{json,md}`,
 `bench/results/{latency,scale}.png` and `docs/performance.md`. Scenarios not run this time keep
 their figures from the previous `latest.json`. About 25 minutes in full on 2 cores (`quality`

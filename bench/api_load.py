@@ -34,7 +34,7 @@ from bench.media import make_speech
 from bench.stack import CPU_COUNT, REPO, Bench, CpuMeter, set_affinity, tree
 from stt_common.job_store import job_key
 from stt_common.messages import JobStatus, ResultEvent, Segment, Source, utcnow
-from tests import processes
+from stt_testing import processes
 
 CONNECTIONS = 16
 COMPLETED_JOBS = 1000

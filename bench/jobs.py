@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from stt_common.job_store import job_key
 from stt_common.messages import JobStatus, ResultEvent
-from tests import processes
+from stt_testing import processes
 
 HEADERS = {"X-API-Key": processes.API_KEY}
 LONG_POLL_SECONDS = 20

@@ -26,9 +26,9 @@ import httpx
 from bench import jobs
 from bench.media import Speech, make_speech
 from bench.stack import Bench, memory_kib
+from stt_testing import speech
 from stt_transcriber import windows
 from stt_transcriber.decode import SAMPLE_RATE
-from tests import speech
 
 BATCH_SIZE = 8
 WINDOW_SECONDS = 300  # the worker's default, set so that a .env cannot change the measurement

@@ -35,8 +35,8 @@ from bench.media import make_speech, short_clip
 from bench.stack import Bench, ModelConfig
 from stt_api import polling
 from stt_common.messages import JobRecord, JobStatus
+from stt_testing import speech
 from stt_transcriber.decode import decode
-from tests import speech
 
 CLIENTS = ("hint", "retry_after", "hint_calibrated", "long_poll")
 

@@ -9,7 +9,7 @@ bench's model settings and one model load each; only `STT_VAD_FILTER`,
 adds nothing to the transcript (the e2e test `tests/e2e/test_quality.py` submits a non-speech
 set through the API).
 
-* Non-speech: every kind of `tests.sounds.NON_SPEECH` (10 s each), submitted with `vi`, `en`
+* Non-speech: every kind of `stt_testing.sounds.NON_SPEECH` (10 s each), submitted with `vi`, `en`
   and `auto`; counted: the words of the transcript (target 0).
 * Speech: real recorded human speech (alsa-utils' spoken channel names, CMU ARCTIC a0007 from
   the pysptk sdist) and espeak-ng English, each padded with 1 s of silence, clean and with
@@ -31,9 +31,9 @@ import numpy as np
 
 from bench.stack import Bench
 from stt_common.settings import ModelSettings
+from stt_testing import sounds, speech
 from stt_transcriber.decode import decode
 from stt_transcriber.engine import WhisperEngine
-from tests import sounds, speech
 
 LANGUAGES = ("vi", "en", "auto")
 CONDITIONS = ("clean", "music_10db", "music_0db", "noise_10db", "noise_0db", "music_intro_20s")

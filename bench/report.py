@@ -394,9 +394,10 @@ def api_findings(a: dict[str, Any]) -> str:
         "counts in memory and adds its counts to Redis every 100 ms per key (sliding minute); "
         "the check costs a few microseconds.",
         "2. **One ASGI middleware for the key and the limit** (`stt_api/guard.py`) instead of "
-        "two FastAPI dependencies, and the store read from `app.state` in the routes: FastAPI "
-        "dependency solving was the largest component; two plain `def` dependencies also cost "
-        "a thread-pool hop each.",
+        "two FastAPI dependencies: FastAPI dependency solving was the largest component; two "
+        "plain `def` dependencies also cost a thread-pool hop each. (The routes take their "
+        "store, publisher and advisor as `async def` dependencies, `stt_api/deps.py`: no "
+        "thread hop.)",
         "3. **The JSON body built once** (`JobResponse.model_dump_json`) instead of FastAPI "
         "validating and encoding the response model again.",
         "4. **hiredis**: redis-py parses replies in C.",
@@ -643,7 +644,7 @@ def quality_section(q: dict[str, Any]) -> str:
         "The worker's engine in the benchmark's process, once with the old defaults (no VAD, "
         "no guards) and once with the current ones. Non-speech: "
         + ", ".join(f"`{k}`" for k in q["non_speech_kinds"])
-        + f" ({q['non_speech_seconds']:.0f} s each, `tests/sounds.py`), each with language "
+        + f" ({q['non_speech_seconds']:.0f} s each, `stt_testing/sounds.py`), each with language "
         + ", ".join(f"`{lang}`" for lang in q["languages"])
         + ". Speech: real recordings (alsa-utils' spoken channel names, CMU ARCTIC a0007 from "
         "the pysptk sdist) and espeak-ng English, clean, under synthetic music or pink noise "

@@ -22,7 +22,7 @@ import httpx
 from bench import jobs
 from bench.media import short_clip
 from bench.stack import CPU_COUNT, Bench, CpuMeter, tree
-from tests import kafka_tools
+from stt_testing import kafka_tools
 
 WORKER_COUNTS = (1, 2, 4)
 PARTITIONS = 12

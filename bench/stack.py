@@ -1,6 +1,6 @@
-"""The real stack for the benchmarks: Kafka, Redis and S3 from `tests.infra`, the stt services as
-real processes from `tests.processes`, a media server, and a few process-level measurements
-(CPU time, RSS) read from /proc.
+"""The real stack for the benchmarks: Kafka, Redis and S3 from `stt_testing.infra`, the stt
+services as real processes from `stt_testing.processes`, a media server, and a few process-level
+measurements (CPU time, RSS) read from /proc.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from stt_common.model_files import fetch_model
-from tests import processes
-from tests.infra import Infra, cache_dir, start_infra
-from tests.media_server import MediaServer
+from stt_testing import processes
+from stt_testing.infra import Infra, cache_dir, start_infra
+from stt_testing.media_server import MediaServer
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"

@@ -8,16 +8,26 @@ from pathlib import Path
 import pytest
 
 from stt_common.model_files import fetch_model
+from stt_testing.infra import Infra, cache_dir, start_infra
 
-try:  # tests/ is a package (tests/__init__.py) ...
-    from tests.infra import Infra, cache_dir, start_infra
-except ImportError:  # ... or only a rootdir on sys.path
-    from infra import Infra, cache_dir, start_infra  # type: ignore[no-redef]
+# Fixtures that make a test need more than this process (markers added at collection, so that
+# `make test-fast`, which deselects them, can't run a test that would start a server or the model).
+NEEDS_SERVERS = frozenset({"infra", "sasl_broker"})
+NEEDS_MODEL = frozenset({"whisper_model_dir", "whisper_engine"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & NEEDS_SERVERS:
+            item.add_marker(pytest.mark.infra)
+        if used & NEEDS_MODEL:
+            item.add_marker(pytest.mark.model)
 
 
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
-    """Kafka, Redis and S3 for the whole session (see tests/infra.py for where they come from)."""
+    """Kafka, Redis and S3 for the whole session (see stt_testing.infra)."""
     with start_infra(tmp_path_factory.mktemp("infra"), cache_dir()) as servers:
         yield servers
 

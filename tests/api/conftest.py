@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests import kafka_tools, processes
+from stt_testing import kafka_tools, processes
 
 
 @pytest.fixture(scope="module")

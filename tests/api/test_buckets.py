@@ -15,7 +15,7 @@ import pytest
 from minio import Minio
 
 from stt_common.media_bucket import BUCKET_REFUSED
-from tests import processes
+from stt_testing import processes
 
 pytestmark = pytest.mark.infra
 SUBMIT = "/api/v1/transcribe"

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from fastapi.openapi.docs import get_swagger_ui_html
 
-from tests import processes
+from stt_testing import processes
 
 pytestmark = pytest.mark.infra
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from stt_api.auth import NoApiKeysError, accepted_keys
 from stt_common.settings import ApiSettings
-from tests import processes
+from stt_testing import processes
 
 pytestmark = pytest.mark.infra
 URL = "http://media.example.com/audio.mp3"

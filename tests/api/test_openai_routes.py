@@ -15,7 +15,7 @@ import pytest
 from minio import Minio
 
 from stt_common.messages import MAX_HOTWORDS_CHARS, MAX_PROMPT_CHARS, Source, SubmitEvent, Task
-from tests import processes
+from stt_testing import processes
 from tests.api.conftest import submit_events
 
 pytestmark = pytest.mark.infra

@@ -17,7 +17,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from tests import processes
+from stt_testing import processes
 
 pytestmark = pytest.mark.infra
 MAX_EXAMPLES = 25

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests import processes
+from stt_testing import processes
 
 pytestmark = pytest.mark.infra
 SUBMIT = "/api/v1/transcribe"

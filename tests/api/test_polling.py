@@ -76,12 +76,34 @@ def test_an_eta_outside_transcribing_is_ignored() -> None:
 
 def test_the_real_time_factor_follows_completed_jobs() -> None:
     advisor = polling.PollAdvisor(0.15)
-    done = JobRecord(
-        request_id="p-3", status=JobStatus.COMPLETED, duration=60.0, processing_time=3.0
-    )
-    for _ in range(30):
+    for n in range(30):
+        done = JobRecord(
+            request_id=f"p-3-{n}", status=JobStatus.COMPLETED, duration=60.0, processing_time=3.0
+        )
         assert advisor.poll_after(done) is None
+        advisor.observe(done)
     assert advisor.rtf == pytest.approx(0.05, abs=0.001)
+
+
+def test_a_completed_job_counts_once_however_often_it_is_polled() -> None:
+    once, polled = polling.PollAdvisor(0.15), polling.PollAdvisor(0.15)
+    done = JobRecord(
+        request_id="p-4", status=JobStatus.COMPLETED, duration=60.0, processing_time=30.0
+    )
+    once.observe(done)
+    for _ in range(10):  # a client polling the finished job in a loop
+        assert polled.poll_after(done) is None
+        polled.observe(done)
+    assert polled.rtf == once.rtf == pytest.approx(0.15 + polling.SMOOTHING * (0.5 - 0.15))
+
+
+def test_reading_the_hint_learns_nothing() -> None:
+    advisor = polling.PollAdvisor(0.15)
+    done = JobRecord(
+        request_id="p-5", status=JobStatus.COMPLETED, duration=60.0, processing_time=30.0
+    )
+    assert advisor.poll_after(done) is None
+    assert advisor.rtf == 0.15
 
 
 def test_finished_jobs_get_no_hint() -> None:

@@ -11,7 +11,7 @@ import pytest
 from redis import asyncio as aioredis
 
 from stt_api.rate_limit import WINDOW_SECONDS, RateLimiter
-from tests import processes
+from stt_testing import processes
 
 MINUTE = 29_000_000  # a fixed minute number, so the arithmetic does not depend on the clock
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from stt_common.messages import MAX_URL_LENGTH
-from tests import processes
+from stt_testing import processes
 
 pytestmark = pytest.mark.infra
 SUBMIT = "/api/v1/transcribe"

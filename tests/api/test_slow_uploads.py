@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from stt_api.routes.uploads import Refusal, UploadSlots
-from tests import processes
+from stt_api.upload_slots import Refusal, UploadSlots
+from stt_testing import processes
 
 pytestmark = pytest.mark.infra
 UPLOADS = "/api/v1/uploads"

@@ -15,7 +15,7 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 
 from stt_common import tracing
-from tests import kafka_tools, processes, speech
+from stt_testing import kafka_tools, processes, speech
 
 pytestmark = pytest.mark.infra
 HEADERS = {"X-API-Key": processes.API_KEY}

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from stt_common.messages import Source, SubmitEvent
-from tests import processes
+from stt_testing import processes
 from tests.api.conftest import submit_events
 
 pytestmark = pytest.mark.infra

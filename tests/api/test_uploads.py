@@ -15,7 +15,7 @@ from minio import Minio
 
 from stt_api.media_store import PART_SIZE
 from stt_api.routes.uploads import safe_name
-from tests import processes
+from stt_testing import processes
 
 pytestmark = pytest.mark.infra
 LIMIT = PART_SIZE + 4 * 1024 * 1024  # room for a two-part (multipart) upload

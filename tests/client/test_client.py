@@ -23,7 +23,7 @@ from stt_client import (
     Unavailable,
 )
 from stt_client._core import JobOptions, default_request_id
-from tests import processes
+from stt_testing import processes
 from tests.e2e.conftest import Stack
 
 MEDIA = "http://minio-host/bucket/audio.mp3"

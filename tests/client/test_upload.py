@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from stt_client import ApiError, AsyncSttClient, Job, SttClient
-from tests import processes
+from stt_testing import processes
 
 URL = "minio://stt-media/uploads/abc/talk.wav"
 

@@ -20,7 +20,7 @@ from stt_common.settings import KafkaSettings, RedisSettings
 from stt_local import free_ports
 from stt_local.errors import LocalStackError
 from stt_local.kafka import KafkaServer
-from tests.infra import cache_dir
+from stt_testing.infra import cache_dir
 
 SASL_USER, SASL_PASSWORD = "stt", "stt-" + uuid.uuid4().hex[:12]
 

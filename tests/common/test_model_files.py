@@ -18,7 +18,7 @@ from stt_common.model_files import (
     fetch_model,
     resolve_model,
 )
-from tests.infra import cache_dir
+from stt_testing.infra import cache_dir
 
 EXTRAS = ("config.json", "tokenizer.json", "vocabulary.txt")
 

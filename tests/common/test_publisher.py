@@ -20,7 +20,7 @@ from aiokafka.structs import TopicPartition
 from stt_common import bus
 from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings
-from tests import kafka_tools
+from stt_testing import kafka_tools
 
 pytestmark = pytest.mark.infra
 

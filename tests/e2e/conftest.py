@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from minio import Minio
 
-from tests import processes, speech
-from tests.media_server import MediaServer
+from stt_testing import processes, speech
+from stt_testing.media_server import MediaServer
 
 
 @dataclass

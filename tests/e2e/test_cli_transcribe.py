@@ -12,7 +12,7 @@ import pytest
 import srt
 
 from stt_client._core import default_request_id
-from tests import processes, speech
+from stt_testing import processes, speech
 from tests.e2e.conftest import Stack
 
 pytestmark = [pytest.mark.infra, pytest.mark.e2e]

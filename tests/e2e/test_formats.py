@@ -15,7 +15,7 @@ import srt
 import webvtt
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests import kafka_tools, processes
+from stt_testing import kafka_tools, processes
 from tests.e2e.conftest import Stack
 from tests.e2e.seed_client import get_stt_result
 

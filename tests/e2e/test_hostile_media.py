@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests import processes
+from stt_testing import processes
 from tests.e2e.conftest import Stack
 from tests.e2e.seed_client import poll
 

@@ -11,7 +11,7 @@ import srt
 import webvtt
 from openai import OpenAI
 
-from tests import processes, speech
+from stt_testing import processes, speech
 from tests.e2e.conftest import Stack
 
 pytestmark = [pytest.mark.infra, pytest.mark.e2e]

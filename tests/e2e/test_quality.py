@@ -12,10 +12,10 @@ import httpx
 import numpy as np
 import pytest
 
-from tests import processes, sounds, speech
+from stt_testing import processes, sounds, speech
+from stt_testing.infra import cache_dir
 from tests.e2e.conftest import Stack
 from tests.e2e.seed_client import get_stt_result
-from tests.infra import cache_dir
 
 pytestmark = [pytest.mark.infra, pytest.mark.e2e]
 CLIP_SECONDS = 8.0

@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from stt_common.job_store import JobStore
-from tests import kafka_tools, processes
+from stt_testing import kafka_tools, processes
 from tests.e2e.conftest import Stack
 from tests.e2e.seed_client import poll
 

@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from stt_common.messages import SubmitEvent
-from tests import processes, speech
+from stt_testing import processes, speech
 from tests.e2e.conftest import Stack
 from tests.e2e.seed_client import get_stt_result, poll
 

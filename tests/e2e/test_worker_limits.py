@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 
 from stt_common.media_bucket import BUCKET_REFUSED
 from stt_common.messages import SubmitEvent
-from tests import kafka_tools, processes, speech
+from stt_testing import kafka_tools, processes, speech
 from tests.e2e.conftest import Stack
 
 pytestmark = [pytest.mark.infra, pytest.mark.e2e]

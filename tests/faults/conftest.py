@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from stt_common.messages import JobRecord, JobStatus, Phase
-from tests import kafka_tools, processes, speech
-from tests.media_server import MediaServer
+from stt_testing import kafka_tools, processes, speech
+from stt_testing.media_server import MediaServer
 
 JOB_SECONDS = "3"  # fake engine time per job: long enough to be killed in the middle
 

@@ -21,11 +21,11 @@ from redis.asyncio import Redis
 from stt_common.job_store import JobStore
 from stt_common.messages import JobRecord, JobStatus, Phase, SubmitEvent
 from stt_local import Stack, StackConfig
-from tests import processes
+from stt_testing import processes
+from stt_testing.infra import cache_dir
+from stt_testing.media_server import MediaServer
 from tests.faults import netns
 from tests.faults.conftest import status_history
-from tests.infra import cache_dir
-from tests.media_server import MediaServer
 
 pytestmark = [pytest.mark.infra, pytest.mark.faults]
 KAFKA_PORT, REDIS_PORT = 9092, 6379

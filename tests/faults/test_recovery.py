@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from tests import kafka_tools, processes
+from stt_testing import kafka_tools, processes
 from tests.faults.conftest import FaultStack, assert_all_final, assert_one_outcome_each, new_ids
 
 pytestmark = [pytest.mark.infra, pytest.mark.faults]

@@ -20,7 +20,7 @@ import pytest
 
 from stt_local import free_ports, procs
 from stt_local.ports import port_in_use
-from tests.infra import cache_dir
+from stt_testing.infra import cache_dir
 
 pytestmark = [pytest.mark.infra, pytest.mark.timeout(240)]
 

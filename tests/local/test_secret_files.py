@@ -18,7 +18,7 @@ from stt_local.dotenv import ensure_env_file
 from stt_local.procs import redacted
 from stt_local.redis_server import RedisServer
 from stt_local.s3 import S3Server
-from tests.infra import cache_dir
+from stt_testing.infra import cache_dir
 
 PASSWORD = "redis-pw-0123456789abcdef"
 SECRET = "s3-secret-0123456789abcdef"

@@ -20,7 +20,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError
 
 from stt_local import Stack, StackConfig, free_ports
-from tests.infra import Infra, cache_dir
+from stt_testing.infra import Infra, cache_dir
 
 pytestmark = pytest.mark.infra
 

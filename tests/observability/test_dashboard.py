@@ -29,8 +29,8 @@ import pytest
 import yaml
 
 from stt_local.prometheus import ALERT_RULES, PrometheusServer
-from tests import processes, speech
-from tests.media_server import MediaServer
+from stt_testing import processes, speech
+from stt_testing.media_server import MediaServer
 
 pytestmark = [pytest.mark.infra, pytest.mark.e2e, pytest.mark.timeout(300)]
 

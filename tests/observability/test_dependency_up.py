@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests import processes
+from stt_testing import processes
 
 pytestmark = pytest.mark.infra
 

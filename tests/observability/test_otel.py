@@ -26,8 +26,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests import processes, speech
-from tests.media_server import MediaServer
+from stt_testing import processes, speech
+from stt_testing.media_server import MediaServer
 
 pytestmark = [pytest.mark.infra, pytest.mark.e2e, pytest.mark.timeout(300)]
 

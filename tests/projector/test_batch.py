@@ -18,7 +18,7 @@ from stt_common.messages import JobRecord, JobStatus, ResultEvent, SubmitEvent, 
 from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings
 from stt_projector.batch import BatchProjector
-from tests import kafka_tools
+from stt_testing import kafka_tools
 
 pytestmark = pytest.mark.infra
 

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from stt_common.job_store import JobStore, job_key
 from stt_common.messages import JobRecord, JobStatus, ResultEvent, SubmitEvent
-from tests import kafka_tools, processes
+from stt_testing import kafka_tools, processes
 
 pytestmark = pytest.mark.infra
 TTL = 3600

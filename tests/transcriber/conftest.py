@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from stt_common.settings import ModelSettings
+from stt_testing.speech import ENGLISH, VIETNAMESE, make_speech, to_mp3, to_ogg
 from stt_transcriber.engine import WhisperEngine
-from tests.speech import ENGLISH, VIETNAMESE, make_speech, to_mp3, to_ogg
 
 REPO = Path(__file__).resolve().parents[2]
 

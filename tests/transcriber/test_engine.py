@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from stt_testing.speech import ENGLISH, VIETNAMESE, make_speech, wer
 from stt_transcriber.engine import Engine, Transcript, WhisperEngine
 from stt_transcriber.errors import JobError
 from stt_transcriber.fake_engine import FakeEngine
-from tests.speech import ENGLISH, VIETNAMESE, make_speech, wer
 from tests.transcriber.conftest import Speech
 
 # Measured with the base model, int8 on CPU, beam 5: 0.07 (wav, ogg) and 0.14 (mp3);

@@ -20,11 +20,11 @@ from stt_common import bus
 from stt_common.messages import JobStatus, ResultEvent, Segment, SubmitEvent, Task, Word
 from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings
+from stt_testing.media_server import MediaServer
+from stt_testing.speech import ENGLISH, make_speech, normalise, wer
 from stt_transcriber.engine import DecodeOptions, WhisperEngine
 from stt_transcriber.job_runner import fit_in_a_record
 from stt_transcriber.windows import window_count
-from tests.media_server import MediaServer
-from tests.speech import ENGLISH, make_speech, normalise, wer
 from tests.transcriber.conftest import Speech
 from tests.transcriber.test_job_runner import runner
 

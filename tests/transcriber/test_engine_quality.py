@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from stt_common.messages import RemovalReason
+from stt_testing import sounds, speech
+from stt_testing.infra import cache_dir
+from stt_testing.speech import ENGLISH, wer
 from stt_transcriber.decode import decode
 from stt_transcriber.engine import WhisperEngine
-from tests import sounds, speech
-from tests.infra import cache_dir
-from tests.speech import ENGLISH, wer
 from tests.transcriber.conftest import Speech
 
 CLIP_SECONDS = 8.0

@@ -11,10 +11,10 @@ import pytest
 
 from stt_common.messages import ResultEvent, SubmitEvent
 from stt_common.settings import FetchSettings, MinioSettings
+from stt_testing.media_server import MediaServer
 from stt_transcriber.fake_engine import FakeEngine
 from stt_transcriber.job_runner import Eta, JobRunner
 from stt_transcriber.speed import SpeedModel
-from tests.media_server import MediaServer
 
 CLIP_SECONDS = 4.0
 ENGINE_SECONDS = 0.4  # the fake engine's time per job: a real-time factor of 0.1

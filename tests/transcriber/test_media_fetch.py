@@ -15,9 +15,9 @@ import pytest
 
 from stt_common.media_bucket import BUCKET_REFUSED
 from stt_common.settings import FetchSettings, MinioSettings
+from stt_local import free_port
 from stt_transcriber.errors import JobError
 from stt_transcriber.media_fetch import fetch_media
-from tests.processes import free_port
 
 Route = Callable[[BaseHTTPRequestHandler], None]
 AUDIO = b"RIFF" + bytes(range(256)) * 64

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from faster_whisper.vad import get_speech_timestamps
 
+from stt_testing import sounds
 from stt_transcriber import voice
 from stt_transcriber.decode import SAMPLE_RATE, decode
-from tests import sounds
 from tests.transcriber.conftest import Speech
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests import processes, speech
-from tests.media_server import MediaServer
+from stt_testing import processes, speech
+from stt_testing.media_server import MediaServer
 
 SECRET = "webhook-test-" + uuid.uuid4().hex
 RETRY_SECONDS = 4.0  # the whole retry window of a failing receiver

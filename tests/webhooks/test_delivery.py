@@ -11,7 +11,7 @@ import pytest
 
 from stt_client import verify_webhook
 from stt_common.messages import ResultEvent
-from tests import kafka_tools
+from stt_testing import kafka_tools
 from tests.webhooks.conftest import RETRY_SECONDS, SECRET, HookStack
 
 pytestmark = pytest.mark.infra

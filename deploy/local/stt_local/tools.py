@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import fcntl
 import shutil
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from stt_common.file_lock import file_lock
 from stt_local.errors import LocalStackError
 
 MARKER = ".complete"
@@ -23,18 +21,6 @@ def require_tool(name: str) -> str:
     if path is None:
         raise LocalStackError(f"{name} not found: {_HINTS.get(name, 'install it')}")
     return path
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock so two sessions sharing a cache do not fetch into it at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def find_pom(name: str) -> Path:

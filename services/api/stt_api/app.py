@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from stt_api import docs_pages, errors, guard, polling
 from stt_api.auth import accepted_keys
 from stt_api.body_limit import BodyLimit
+from stt_api.deps import Wiring
 from stt_api.http_metrics import HttpMetrics
 from stt_api.long_poll import LongPolls
 from stt_api.media_store import MediaStore
@@ -20,6 +21,7 @@ from stt_api.rate_limit import RateLimiter
 from stt_api.routes import health, metrics, openai, transcribe, uploads
 from stt_api.submit_events import SubmitPublisher
 from stt_api.trace_context import TraceContext
+from stt_api.upload_slots import UploadSlots
 from stt_common import bus, job_store, otel
 from stt_common.settings import Settings
 
@@ -29,20 +31,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     otel.setup("api")  # span export, only when OTEL_EXPORTER_OTLP_ENDPOINT is set
     api_keys = accepted_keys(settings.api)  # fails before serving when no key is configured
 
+    # Built before serving: nothing here holds a connection (MinIO's client connects per call).
+    poll_advisor = polling.PollAdvisor(settings.api.poll_rtf)
+    media_store = MediaStore(settings.minio)
+    upload_slots = UploadSlots(settings.api.uploads_per_key, settings.api.uploads_max_active)
+    served_model = served_model_id(settings.model.model)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = job_store.connect(settings.redis)
-        app.state.job_store = job_store.JobStore(redis, settings.redis.job_ttl)
-        app.state.long_polls = LongPolls(app.state.job_store)
-        app.state.publisher = SubmitPublisher(settings.kafka)
-        app.state.pending_ttl = settings.api.submit_ttl_before_publish
-        app.state.api_keys = api_keys
-        app.state.rate_limiter = RateLimiter(redis, settings.api.rate_limit_per_minute)
+        store = job_store.JobStore(redis, settings.redis.job_ttl)
+        wiring = Wiring(
+            settings=settings,
+            job_store=store,
+            publisher=SubmitPublisher(settings.kafka),
+            long_polls=LongPolls(store),
+            poll_advisor=poll_advisor,
+            media_store=media_store,
+            upload_slots=upload_slots,
+            rate_limiter=RateLimiter(redis, settings.api.rate_limit_per_minute),
+            api_keys=api_keys,
+            served_model=served_model,
+        )
+        app.state.wiring = wiring  # read through `stt_api.deps`, and by the guard
         try:
             await bus.ensure_topics(settings.kafka, attempts=5)
         except ConnectionError:
             pass  # submits answer 503 until Kafka is back; the producer reconnects by itself
-        await app.state.publisher.start()
+        await wiring.publisher.start()
         # Everything built so far lives as long as the process: out of the collector's sight,
         # so a full collection (a pause for every request in flight) scans only request garbage.
         gc.collect()
@@ -50,11 +66,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await app.state.publisher.close()
-            await app.state.rate_limiter.drain()
-            await app.state.long_polls.close()
+            await wiring.publisher.close()
+            await wiring.rate_limiter.drain()
+            await wiring.long_polls.close()
             await redis.aclose()
-            app.state.media_store.close()
+            media_store.close()
 
     app = FastAPI(
         title="stt",
@@ -64,15 +80,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # served by `docs_pages`, from assets in a package rather than a CDN
         redoc_url=None,
     )
-    app.state.poll_advisor = polling.PollAdvisor(settings.api.poll_rtf)
-    app.state.media_store = MediaStore(settings.minio)
-    app.state.minio_settings = settings.minio
-    app.state.max_upload_bytes = settings.api.max_upload_bytes
-    app.state.api_settings = settings.api
-    app.state.upload_slots = uploads.UploadSlots(
-        settings.api.uploads_per_key, settings.api.uploads_max_active
-    )
-    app.state.openai_wait_seconds = settings.api.openai_wait_seconds
     errors.install(app)
     app.add_middleware(TraceContext)  # innermost: the route's task runs in the request's trace
     # Uploads (and the OpenAI routes' forms) bound their bodies by STT_MAX_UPLOAD_BYTES themselves.
@@ -88,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(uploads.router)
-    openai.install(app, served_model_id(settings.model.model))
+    openai.install(app)
     docs_pages.install(app)
 
     def openapi() -> dict[str, Any]:

@@ -18,8 +18,8 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stt_api.auth import key_matches
+from stt_api.deps import Wiring
 from stt_api.openai_format import ErrorType, error_body
-from stt_api.rate_limit import RateLimiter
 
 PREFIX = "/api/"
 OPENAI_PREFIX = "/v1/"
@@ -40,8 +40,8 @@ class ApiGuard:
         if scope["type"] != "http" or not (openai or scope["path"].startswith(self.prefix)):
             await self.app(scope, receive, send)
             return
-        state = scope["app"].state  # set by Starlette before any middleware runs
-        keys: list[bytes] = state.api_keys
+        wiring: Wiring = scope["app"].state.wiring  # scope["app"]: set by Starlette before
+        keys = wiring.api_keys  # any middleware runs; the wiring by the lifespan
         candidate = _given_key(scope, bearer=openai)
         if keys and not candidate:
             missing = "Missing API key: send Authorization: Bearer <key>" if openai else None
@@ -50,7 +50,7 @@ class ApiGuard:
         if keys and not key_matches(candidate or "", keys):
             await _refuse(401, "Invalid API key", scope, receive, send)
             return
-        limiter: RateLimiter = state.rate_limiter
+        limiter = wiring.rate_limiter
         # Without keys (development mode) the client address is the identity.
         client = scope.get("client")
         identity = candidate if keys and candidate else f"addr:{client[0] if client else '-'}"

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import Request
-
 from stt_api.submit_events import SubmitPublisher
 from stt_common import metrics, otel, tracing
 from stt_common.job_store import JobStore
@@ -19,14 +17,15 @@ from stt_common.messages import JobRecord, SubmitEvent
 log = logging.getLogger(__name__)
 
 
-async def enqueue(request: Request, event: SubmitEvent) -> tuple[JobRecord, bool]:
+async def enqueue(
+    store: JobStore, publisher: SubmitPublisher, event: SubmitEvent, *, pending_ttl: int
+) -> tuple[JobRecord, bool]:
     """(the new record, True), or (the existing record, False) when `event.request_id` is known
-    (nothing is published then). Raises `PublishError` when Kafka did not take the event."""
-    store: JobStore = request.app.state.job_store
-    publisher: SubmitPublisher = request.app.state.publisher
+    (nothing is published then). Raises `PublishError` when Kafka did not take the event.
+    `pending_ttl`: STT_SUBMIT_TTL_BEFORE_PUBLISH."""
     record = JobRecord.from_submit(event)
     # Short TTL until Kafka has the event, so a crash in between leaves nothing that never ends.
-    existing, written = await store.create(record, ttl=request.app.state.pending_ttl)
+    existing, written = await store.create(record, ttl=pending_ttl)
     if existing is not None:
         return existing, False
     try:

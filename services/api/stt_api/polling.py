@@ -19,6 +19,7 @@ Clients that would rather not guess can long-poll with `?wait=`.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Final
 
@@ -34,23 +35,38 @@ ETA_MARGIN_SECONDS: Final = 0.03  # result event → projector → Redis: ~15 ms
 STEP_SECONDS: Final = 0.05
 ETA_OVERRUN_SHARE: Final = 0.1
 ETA_APPROACH_SECONDS: Final = 1.0  # above this, wait half the time left and look again
+REMEMBERED_JOBS: Final = 4096  # completed jobs already learnt from; the oldest is forgotten first
 
 
 class PollAdvisor:
+    """The estimate, and the one thing it learns: the real-time factor of completed jobs.
+
+    Invariant: each completed job counts once, however often it is polled (`observe` remembers
+    the last REMEMBERED_JOBS request ids), so a client polling one job in a loop cannot drag the
+    estimate; `poll_after` only reads.
+    """
+
     def __init__(self, rtf: float = DEFAULT_RTF) -> None:
         self.rtf = rtf
+        self._learnt: OrderedDict[str, None] = OrderedDict()
 
     def observe(self, record: JobRecord) -> None:
-        """Learn the real-time factor from a COMPLETED job."""
-        if record.status is JobStatus.COMPLETED and record.duration and record.processing_time:
-            measured = record.processing_time / record.duration
-            if 0 < measured < 100:
-                self.rtf += SMOOTHING * (measured - self.rtf)
+        """Learn the real-time factor from a COMPLETED job, the first time it is seen."""
+        if record.status is not JobStatus.COMPLETED or not record.duration:
+            return
+        if not record.processing_time or record.request_id in self._learnt:
+            return
+        self._learnt[record.request_id] = None
+        if len(self._learnt) > REMEMBERED_JOBS:
+            self._learnt.popitem(last=False)
+        measured = record.processing_time / record.duration
+        if 0 < measured < 100:
+            self.rtf += SMOOTHING * (measured - self.rtf)
 
     def poll_after(self, record: JobRecord, now: datetime | None = None) -> float | None:
-        """Seconds until the next poll is worth it; None once the job is COMPLETED or FAILED."""
+        """Seconds until the next poll is worth it; None once the job is COMPLETED or FAILED.
+        Reads only: learning from a completed job is `observe`'s."""
         if record.status is not JobStatus.PROCESSING:
-            self.observe(record)
             return None
         now = now or datetime.now(UTC)
         if record.eta is not None and record.stage == "transcribing":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
+
+from stt_api.deps import JobStoreDep, PublisherDep
 
 router = APIRouter(tags=["health"])
 
@@ -13,14 +15,15 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready", summary="Redis and Kafka are reachable")
-async def ready(request: Request, response: Response) -> dict[str, str]:
+async def ready(
+    response: Response, store: JobStoreDep, publisher: PublisherDep
+) -> dict[str, str]:
     checks: dict[str, str] = {}
     try:
-        await request.app.state.job_store.redis.ping()
+        await store.redis.ping()
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"unreachable: {exc.__class__.__name__}"
-    publisher = request.app.state.publisher
     if not publisher.started:
         await publisher.start()
     checks["kafka"] = "ok" if publisher.started else "unreachable"

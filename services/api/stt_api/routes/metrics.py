@@ -10,24 +10,26 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from stt_api.deps import JobStoreDep
 from stt_common import metrics as stt_metrics
+from stt_common.job_store import JobStore
 
 router = APIRouter(tags=["health"])
 PROBE_SECONDS = 1.0
 
 
 @router.get("/metrics", summary="Prometheus metrics (stt_*)", response_class=Response)
-async def metrics(request: Request) -> Response:
-    await _probe_redis(request)
+async def metrics(store: JobStoreDep) -> Response:
+    await _probe_redis(store)
     return Response(stt_metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-async def _probe_redis(request: Request) -> None:
+async def _probe_redis(store: JobStore) -> None:
     try:
-        await asyncio.wait_for(request.app.state.job_store.redis.ping(), PROBE_SECONDS)
+        await asyncio.wait_for(store.redis.ping(), PROBE_SECONDS)
         up = 1
     except Exception:  # unreachable, refused, timed out: all "down" for the alert
         up = 0

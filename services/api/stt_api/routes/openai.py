@@ -34,6 +34,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
 from stt_api import jobs, openai_docs
+from stt_api.deps import Wiring, WiringDep
 from stt_api.media_store import MediaStore, StoreUnavailable, TooLarge, UploadPace
 from stt_api.openai_form import read_fields
 from stt_api.openai_format import (
@@ -78,8 +79,7 @@ async def _answer_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
 
 
-def install(app: FastAPI, served_model: str) -> None:
-    app.state.served_model = served_model
+def install(app: FastAPI) -> None:
     app.add_exception_handler(OpenAIError, _answer_error)
     app.include_router(router)
 
@@ -215,9 +215,10 @@ def _failure(record: JobRecord | None, request_id: str, wait: float) -> OpenAIEr
     )
 
 
-async def _handle(request: Request, task: Task) -> Response:
-    limit: int = request.app.state.max_upload_bytes
-    store: MediaStore = request.app.state.media_store
+async def _handle(request: Request, task: Task, wiring: Wiring) -> Response:
+    settings = wiring.settings.api
+    limit = settings.max_upload_bytes
+    store = wiring.media_store
     form = await _read_form(request, limit)
     try:
         asked = read_fields(form, task)
@@ -230,7 +231,7 @@ async def _handle(request: Request, task: Task) -> Response:
         except StoreUnavailable as exc:
             raise _unavailable(f"The file was not stored: {exc}") from exc
         media_url = await _store_file(
-            store, upload, limit, UploadPace(request.app.state.api_settings)
+            store, upload, limit, UploadPace(settings)
         )
     finally:
         await form.close()
@@ -249,12 +250,17 @@ async def _handle(request: Request, task: Task) -> Response:
         temperature=asked.temperature,
     )
     try:
-        await jobs.enqueue(request, event)
+        await jobs.enqueue(
+            wiring.job_store,
+            wiring.publisher,
+            event,
+            pending_ttl=settings.submit_ttl_before_publish,
+        )
     except PublishError as exc:
         log.warning("submit refused: %s", exc, extra={"request_id": request_id})
         raise _unavailable(str(exc)) from exc
-    wait: float = request.app.state.openai_wait_seconds
-    record = await _outcome(request.app.state.job_store, request_id, wait, request.is_disconnected)
+    wait = settings.openai_wait_seconds
+    record = await _outcome(wiring.job_store, request_id, wait, request.is_disconnected)
     if record is None or record.status is not JobStatus.COMPLETED:
         raise _failure(record, request_id, wait)
     body, media_type = render(record, asked.response_format, task, asked.granularities)
@@ -274,8 +280,8 @@ router = APIRouter(prefix="/v1", tags=["openai"])
     responses=openai_docs.RESPONSES,
     response_class=Response,
 )
-async def transcriptions(request: Request) -> Response:
-    return await _handle(request, Task.TRANSCRIBE)
+async def transcriptions(request: Request, wiring: WiringDep) -> Response:
+    return await _handle(request, Task.TRANSCRIBE, wiring)
 
 
 @router.post(
@@ -285,13 +291,13 @@ async def transcriptions(request: Request) -> Response:
     responses=openai_docs.RESPONSES,
     response_class=Response,
 )
-async def translations(request: Request) -> Response:
-    return await _handle(request, Task.TRANSLATE)
+async def translations(request: Request, wiring: WiringDep) -> Response:
+    return await _handle(request, Task.TRANSLATE, wiring)
 
 
 @router.get("/models", summary="OpenAI-compatible: the model the transcribers serve")
-async def models(request: Request) -> dict[str, Any]:
-    return model_list(request.app.state.served_model)
+async def models(wiring: WiringDep) -> dict[str, Any]:
+    return model_list(wiring.served_model)
 
 
 @router.get(
@@ -299,8 +305,8 @@ async def models(request: Request) -> dict[str, Any]:
     summary="OpenAI-compatible: one model",
     responses={404: {**openai_docs.ERROR, "description": "Not the served model"}},
 )
-async def model(model: str, request: Request) -> dict[str, Any]:
-    served: str = request.app.state.served_model
+async def model(model: str, wiring: WiringDep) -> dict[str, Any]:
+    served = wiring.served_model
     if model != served:
         raise OpenAIError(
             404,

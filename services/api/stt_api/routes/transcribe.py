@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from stt_api import jobs, polling, subtitles
-from stt_api.long_poll import LongPolls
-from stt_api.submit_events import PublishError, SubmitPublisher
+from stt_api.deps import JobStoreDep, LongPollsDep, PollAdvisorDep, PublisherDep, SettingsDep
+from stt_api.submit_events import PublishError
 from stt_common import cancellation, media_bucket
-from stt_common.job_store import JobStore, job_key
+from stt_common.job_store import job_key
 from stt_common.messages import (
     SUBMITTED_MESSAGE,
     ErrorResponse,
@@ -44,13 +44,14 @@ router = APIRouter(
 
 def _respond(
     record: JobRecord,
+    advisor: polling.PollAdvisor,
     message: str | None = None,
-    advisor: polling.PollAdvisor | None = None,
     status_code: int = status.HTTP_200_OK,
 ) -> Response:
     body = JobResponse.from_record(record, message)
     headers = None
-    wait = (advisor or polling.PollAdvisor()).poll_after(record)
+    advisor.observe(record)  # learns from a completed job once, however often it is polled
+    wait = advisor.poll_after(record)
     if wait is not None:
         body.poll_after_seconds = wait
         headers = {"Retry-After": polling.retry_after_header(wait)}
@@ -72,10 +73,16 @@ def _respond(
     summary="Submit a job (idempotent by request_id)",
     responses={503: {"model": ErrorResponse, "description": "Kafka did not take the job"}},
 )
-async def submit(body: TranscribeRequest, request: Request) -> Response:
+async def submit(
+    body: TranscribeRequest,
+    store: JobStoreDep,
+    publisher: PublisherDep,
+    advisor: PollAdvisorDep,
+    settings: SettingsDep,
+) -> Response:
     """Accept a job and answer at once. A known `request_id` returns that job's current status
     and starts nothing new."""
-    if not media_bucket.readable(body.media_url, request.app.state.minio_settings):
+    if not media_bucket.readable(body.media_url, settings.minio):
         # A 422 like any other field rule, the same for every refused bucket (see media_bucket).
         error = {"loc": ("body", "media_url"), "msg": media_bucket.BUCKET_REFUSED}
         raise RequestValidationError([error | {"type": "value_error"}])
@@ -91,13 +98,15 @@ async def submit(body: TranscribeRequest, request: Request) -> Response:
         word_timestamps=body.word_timestamps,
     )
     try:
-        record, new = await jobs.enqueue(request, event)
+        record, new = await jobs.enqueue(
+            store, publisher, event, pending_ttl=settings.api.submit_ttl_before_publish
+        )
     except PublishError as exc:
         log.warning("submit refused: %s", exc, extra={"request_id": event.request_id})
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{exc}; retry later") from exc
     if not new:
-        return _respond(record, advisor=request.app.state.poll_advisor, status_code=202)
-    return _respond(record, SUBMITTED_MESSAGE, status_code=202)
+        return _respond(record, advisor, status_code=202)
+    return _respond(record, advisor, SUBMITTED_MESSAGE, status_code=202)
 
 
 @router.get(
@@ -113,7 +122,9 @@ async def submit(body: TranscribeRequest, request: Request) -> Response:
 )
 async def poll(
     request_id: Annotated[RequestId, Path()],
-    request: Request,
+    store: JobStoreDep,
+    long_polls: LongPollsDep,
+    advisor: PollAdvisorDep,
     format: Annotated[subtitles.Format, Query(description="json (default), srt, vtt or txt")] = (
         "json"
     ),
@@ -126,16 +137,14 @@ async def poll(
         ),
     ] = 0,
 ) -> Response:
-    store: JobStore = request.app.state.job_store
     record = await store.get(request_id)
     if record is not None and record.status is JobStatus.PROCESSING and wait > 0:
         # Sleeps holding no Redis connection; one shared read per step wakes it (long_poll.py).
-        long_polls: LongPolls = request.app.state.long_polls
         record = await long_polls.wait(request_id, wait)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job not found: {request_id}")
     if format == "json":
-        return _respond(record, advisor=request.app.state.poll_advisor)
+        return _respond(record, advisor)
     if record.status is not JobStatus.COMPLETED:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -151,11 +160,11 @@ async def poll(
     summary="Forget a job and cancel it at its next safe point",
     responses={404: {"model": ErrorResponse, "description": "Unknown or expired job"}},
 )
-async def delete(request_id: Annotated[RequestId, Path()], request: Request) -> Response:
+async def delete(
+    request_id: Annotated[RequestId, Path()], store: JobStoreDep, publisher: PublisherDep
+) -> Response:
     """The job disappears at once (polls answer 404). A transcriber still working on it stops
     before its next step and its late events are dropped (see `stt_common.cancellation`)."""
-    store: JobStore = request.app.state.job_store
-    publisher: SubmitPublisher = request.app.state.publisher
     if not await store.redis.exists(job_key(request_id)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job not found: {request_id}")
     # The marker first, so that no event projected after the delete can bring the job back.

@@ -8,20 +8,18 @@ body and the client, still writing it, gets to read the answer instead of a rese
 
 from __future__ import annotations
 
-import enum
 import logging
 import re
 import unicodedata
 import uuid
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from starlette.requests import ClientDisconnect
 
+from stt_api.deps import MediaStoreDep, SettingsDep, UploadSlotsDep
 from stt_api.media_store import MediaStore, StoreUnavailable, TooLarge, TooSlow, UploadPace
+from stt_api.upload_slots import Refusal
 from stt_common.messages import ErrorResponse, UploadResponse, ValidationErrorResponse
 from stt_common.settings import ApiSettings
 
@@ -31,39 +29,6 @@ MAX_NAME = 100
 # Raw bytes are all we store, but a form or JSON body means the client got the API wrong.
 _ACCEPTED_TYPES = ("application/octet-stream", "audio/", "video/")
 BUSY_RETRY_AFTER: Final = "5"
-
-
-class Refusal(enum.Enum):
-    KEY_BUSY = "key"  # the key has STT_UPLOADS_PER_KEY uploads in progress
-    PROCESS_FULL = "process"  # this process has STT_UPLOADS_MAX_ACTIVE in progress
-
-
-class UploadSlots:
-    """Uploads in progress in this process, per API key and in all. Each may buffer up to one
-    8 MiB part, so the total bounds the memory uploads take (STT_UPLOADS_MAX_ACTIVE), and the
-    per-key bound keeps one key's slow uploads from taking all of it (STT_UPLOADS_PER_KEY)."""
-
-    def __init__(self, per_key: int, max_active: int) -> None:
-        self.per_key = per_key
-        self.max_active = max_active
-        self.active: Counter[str] = Counter()
-
-    @contextmanager
-    def hold(self, identity: str) -> Iterator[Refusal | None]:
-        """Yields None while holding a slot, or why there is none (holding nothing)."""
-        if self.active[identity] >= self.per_key:
-            yield Refusal.KEY_BUSY
-            return
-        if self.active.total() >= self.max_active:
-            yield Refusal.PROCESS_FULL
-            return
-        self.active[identity] += 1
-        try:
-            yield None
-        finally:
-            self.active[identity] -= 1
-            if not self.active[identity]:
-                del self.active[identity]
 
 
 def _identity(request: Request) -> str:
@@ -89,11 +54,6 @@ def safe_name(filename: str | None) -> str:
     ascii_name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_name)[-MAX_NAME:]  # keeps the extension
     return cleaned.strip("._-") or "upload"
-
-
-async def _store(request: Request) -> MediaStore:
-    store: MediaStore = request.app.state.media_store
-    return store
 
 
 def _too_large(limit: int) -> HTTPException:
@@ -141,14 +101,16 @@ def _unavailable(exc: StoreUnavailable) -> HTTPException:
 )
 async def upload(
     request: Request,
-    store: Annotated[MediaStore, Depends(_store)],
+    store: MediaStoreDep,
+    slots: UploadSlotsDep,
+    settings: SettingsDep,
     filename: Annotated[
         str | None, Query(max_length=255, description="Original name (kept, made safe)")
     ] = None,
 ) -> UploadResponse:
     """Streams the body into the bucket under `uploads/<uuid>/<filename>` and answers its
     `minio://` URL, which `POST /api/v1/transcribe` accepts as `media_url`."""
-    limit: int = request.app.state.max_upload_bytes
+    limit = settings.api.max_upload_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -158,7 +120,6 @@ async def upload(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             "Send the file's bytes as the body with Content-Type: application/octet-stream",
         )
-    slots: UploadSlots = request.app.state.upload_slots
     with slots.hold(_identity(request)) as refused:
         if refused is Refusal.KEY_BUSY:
             raise HTTPException(
@@ -174,12 +135,13 @@ async def upload(
                 "retry later",
                 headers={"Retry-After": BUSY_RETRY_AFTER},
             )
-        return await _store_body(request, store, limit, filename)
+        return await _store_body(request, store, settings.api, filename)
 
 
 async def _store_body(
-    request: Request, store: MediaStore, limit: int, filename: str | None
+    request: Request, store: MediaStore, settings: ApiSettings, filename: str | None
 ) -> UploadResponse:
+    limit = settings.max_upload_bytes
     try:
         # Before reading any of the body: a client that sent `Expect: 100-continue` (curl does for
         # large files) gets this 503, or the 413 above, without sending the file.
@@ -189,8 +151,7 @@ async def _store_body(
         raise _unavailable(exc) from exc
     key = f"uploads/{uuid.uuid4().hex}/{safe_name(filename)}"
     chunks = request.stream()
-    settings: ApiSettings = request.app.state.api_settings
-    pace = UploadPace(settings)
+    pace = UploadPace(settings)  # the upload's clock starts once the store has answered
     try:
         first = b""
         while not first:  # an empty body is refused before an object is created

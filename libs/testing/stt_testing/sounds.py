@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from stt_testing import speech
 from stt_transcriber.decode import decode
-from tests import speech
 
 RATE = 16_000
 Audio = npt.NDArray[np.float32]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +13,11 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+from stt_local import free_port  # one helper for the launcher, the tests and bench
+
+ROOT = Path(__file__).resolve().parents[3]  # libs/testing/stt_testing/ -> the checkout
 STT = [sys.executable, "-m", "stt_cli.main"]
 API_KEY = "test-key-" + uuid.uuid4().hex[:8]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def service_env(infra_env: dict[str, str], prefix: str, **extra: str) -> dict[str, str]:

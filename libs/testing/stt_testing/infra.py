@@ -26,7 +26,7 @@ import pytest
 
 from stt_local import Stack, StackConfig, free_ports
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]  # libs/testing/stt_testing/ -> the checkout
 TEST_BUCKET = "stt-test"
 
 

@@ -1,0 +1,1 @@
+"""The transcriber: consumes submit events, runs faster-whisper, publishes result events."""
