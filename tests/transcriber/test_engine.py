@@ -239,7 +239,7 @@ def test_all_silent_audio_never_reaches_the_model(
     result = whisper_engine.transcribe(silent_wav(90, tmp_path / "silence.wav"), "auto")
     assert calls == []  # before issue 12 the model ran on all 90 s of zeros
     assert (result.text, result.segments, result.duration) == ("", [], 90.0)
-    assert result.language == "" and result.confidence == 0.0
+    assert result.language is None and result.confidence == 0.0  # "auto" found no speech
     assert whisper_engine.transcribe(tmp_path / "silence.wav", "vi").language == "vi"
 
 

@@ -61,27 +61,29 @@ class UploadPace:
     async def next(self, chunks: AsyncIterator[bytes]) -> bytes | None:
         """The next chunk, None at the end of the body."""
         elapsed = time.monotonic() - self.started
-        left = self.timeout - elapsed
+        # The nearest of the three limits, and what to say when it is the one reached: decided
+        # here, not re-derived after the wait (a timer may fire a hair before its deadline).
+        limits = [
+            (CHUNK_WAIT, f"no data for {CHUNK_WAIT:g} s"),
+            (
+                self.timeout - elapsed,
+                f"not finished within {self.timeout:g} s (STT_UPLOAD_TIMEOUT)",
+            ),
+        ]
         if self.min_rate:
             # The latest moment the next byte may come and keep the average above the floor.
-            left = min(left, max(self.grace, (self.total + 1) / self.min_rate) - elapsed)
+            limits.append((
+                max(self.grace, (self.total + 1) / self.min_rate) - elapsed,
+                f"slower than {self.min_rate} bytes/s on average (STT_UPLOAD_MIN_BYTES_PER_SECOND)",
+            ))
+        wait, why = min(limits, key=lambda limit: limit[0])
         try:
-            chunk = await asyncio.wait_for(anext(chunks, None), max(0.0, min(left, CHUNK_WAIT)))
+            chunk = await asyncio.wait_for(anext(chunks, None), max(0.0, wait))
         except TimeoutError:
-            raise TooSlow(self._why()) from None
+            raise TooSlow(why) from None
         if chunk is not None:
             self.total += len(chunk)
         return chunk
-
-    def _why(self) -> str:
-        elapsed = time.monotonic() - self.started
-        if elapsed >= self.timeout:
-            return f"not finished within {self.timeout:g} s (STT_UPLOAD_TIMEOUT)"
-        if elapsed >= self.grace and self.min_rate:
-            return (
-                f"slower than {self.min_rate} bytes/s on average (STT_UPLOAD_MIN_BYTES_PER_SECOND)"
-            )
-        return f"no data for {CHUNK_WAIT:g} s"
 
 
 class MediaStore:
