@@ -22,7 +22,8 @@ from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings
 from stt_testing.media_server import MediaServer
 from stt_testing.speech import ENGLISH, make_speech, normalise, wer
-from stt_transcriber.engine import DecodeOptions, WhisperEngine
+from stt_transcriber.decode_options import DecodeOptions
+from stt_transcriber.engine import WhisperEngine
 from stt_transcriber.job_runner import fit_in_a_record
 from stt_transcriber.windows import window_count
 from tests.transcriber.conftest import Speech

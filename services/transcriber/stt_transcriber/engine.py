@@ -22,11 +22,12 @@ from faster_whisper.transcribe import TranscriptionInfo
 
 from stt_common import otel
 from stt_common.cancellation import CANCELLED_MESSAGE, CANCELLED_TYPE
-from stt_common.messages import RemovedSegment, Segment, SubmitEvent, Task, Word
+from stt_common.messages import RemovedSegment, Segment
 from stt_common.settings import ModelSettings
 from stt_transcriber import heap, quality, voice
 from stt_transcriber.audio import invalid_media
 from stt_transcriber.decode import SAMPLE_RATE, Samples, decode
+from stt_transcriber.decode_options import DecodeOptions, asked_fields
 from stt_transcriber.errors import JobError
 from stt_transcriber.language import DetectingWhisper, Language
 from stt_transcriber.windows import speech_span, windows
@@ -38,39 +39,6 @@ PROMPT_TOKENS = 223
 # quality.screen bound to a window: (start, end, text, no_speech_prob, temperature), times on
 # the file's clock.
 Screen = Callable[[float, float, str, float, float], "quality.Screened"]
-TEMPERATURE_STEP = 0.2  # faster-whisper's own fallback step (0.0, 0.2, ... 1.0)
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    """What a job asks of the decoder beyond its language; the defaults change nothing."""
-
-    prompt: str | None = None  # the first window's prompt; later windows get the previous words
-    hotwords: str | None = None  # given to every window
-    task: Task = Task.TRANSCRIBE
-    word_timestamps: bool = False
-    segment_details: bool = False  # tokens, temperature, seek and decoder statistics per segment
-    temperature: float | None = None  # the first of the fallback temperatures; None = 0
-
-    @classmethod
-    def of(cls, job: SubmitEvent) -> DecodeOptions:
-        return cls(
-            prompt=job.prompt or None,
-            hotwords=job.hotwords or None,
-            task=job.task,
-            word_timestamps=job.word_timestamps,
-            segment_details=job.segment_details,
-            temperature=job.temperature,
-        )
-
-    def temperatures(self) -> list[float]:
-        """From `temperature` up to 1.0 by TEMPERATURE_STEP: the next is tried when a decode
-        fails faster-whisper's compression-ratio or log-probability check."""
-        first = self.temperature or 0.0
-        steps = math.floor((1.0 - first) / TEMPERATURE_STEP + 1e-9)
-        return [round(first + k * TEMPERATURE_STEP, 3) for k in range(steps + 1)] or [first]
-
-
 
 
 @dataclass(frozen=True)
@@ -156,7 +124,7 @@ class _Collected:
                     no_speech_prob=round(seg.no_speech_prob, 4),
                     avg_logprob=round(seg.avg_logprob, 4),
                     compression_ratio=round(seg.compression_ratio, 4),
-                    **_asked_fields(seg, offset, bound, self.options),
+                    **asked_fields(seg, offset, bound, self.options),
                 )
             )
             self.logprob_sum += seg.avg_logprob * len(seg.tokens)
@@ -179,36 +147,6 @@ class _Collected:
     def confidence(self) -> float:
         value = math.exp(self.logprob_sum / self.token_count) if self.token_count else 0.0
         return min(1.0, max(0.0, value))
-
-
-def _clamped(value: float, offset: float, bound: float | None) -> float:
-    value += offset
-    return value if bound is None else min(max(value, offset), bound)
-
-
-def _asked_fields(
-    seg: WhisperSegment, offset: float, bound: float | None, options: DecodeOptions
-) -> dict[str, object]:
-    """The optional Segment fields the job asked for, on the whole file's clock (the decoder's
-    evidence, no_speech_prob, avg_logprob and compression_ratio, is always given)."""
-    fields: dict[str, object] = {}
-    if options.word_timestamps:
-        fields["words"] = [
-            Word(
-                word=w.word.strip(),
-                start=round(_clamped(w.start, offset, bound), 3),
-                end=round(_clamped(w.end, offset, bound), 3),
-            )
-            for w in seg.words or ()
-            if w.word.strip()
-        ]
-    if options.segment_details:
-        fields.update(
-            tokens=list(seg.tokens),
-            temperature=seg.temperature,
-            seek=seg.seek + round(offset * 100),  # frames of 10 ms, as faster-whisper counts
-        )
-    return fields
 
 
 class WhisperEngine:

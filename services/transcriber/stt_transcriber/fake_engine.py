@@ -9,7 +9,8 @@ from pathlib import Path
 
 from stt_common.messages import Segment
 from stt_transcriber.audio import probe
-from stt_transcriber.engine import DecodeOptions, Transcript, stop_if
+from stt_transcriber.decode_options import DecodeOptions
+from stt_transcriber.engine import Transcript, stop_if
 from stt_transcriber.errors import JobError
 
 _PCM_BYTES_PER_SECOND = 32_000  # 16 kHz mono 16-bit, for files PyAV cannot read

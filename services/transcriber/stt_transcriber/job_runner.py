@@ -22,7 +22,8 @@ from stt_common.cancellation import CANCELLED_MESSAGE, CANCELLED_TYPE
 from stt_common.messages import JobStatus, ResultEvent, SubmitEvent
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_transcriber import audio
-from stt_transcriber.engine import DecodeOptions, Engine, Transcript
+from stt_transcriber.decode_options import DecodeOptions
+from stt_transcriber.engine import Engine, Transcript
 from stt_transcriber.errors import JobError
 from stt_transcriber.media_fetch import fetch_media
 from stt_transcriber.speed import SpeedModel
