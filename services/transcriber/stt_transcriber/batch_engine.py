@@ -36,12 +36,12 @@ from faster_whisper.transcribe import (
     get_suppressed_tokens,
 )
 
-from stt_transcriber import quality, voice
+from stt_transcriber import voice
 from stt_transcriber.audio import invalid_media
 from stt_transcriber.batch_clips import BatchItem, Clip, Prepared, prepare
 from stt_transcriber.decode import SAMPLE_RATE
 from stt_transcriber.decode_options import DecodeOptions
-from stt_transcriber.engine import Transcript, WhisperEngine, _Collected, stop_if
+from stt_transcriber.engine import Transcript, WhisperEngine, _Collected, screener, stop_if
 from stt_transcriber.errors import JobError
 from stt_transcriber.language import Language
 
@@ -339,36 +339,8 @@ class BatchEngine:
     def _transcript(self, job: _Job, passes: list[_Pass]) -> Transcript:
         prepared, lang = job.prepared, job.lang
         collected = _Collected(prepared.duration, None, prepared.item.options)
-        screen = self._screen(prepared, lang) if self.settings.hallucination_filter else None
+        screen = screener(prepared.audio, 0.0, lang) if self.settings.hallucination_filter else None
         for p in passes:
             for seg in voice.restore(p.segments, p.clip.chunks):
                 collected.add(seg, 0.0, None, screen)
-        return Transcript(
-            text=" ".join(s.text for s in collected.segments),
-            segments=collected.segments,
-            duration=prepared.duration,
-            language=lang.decode or lang.requested,
-            language_probability=lang.probability,
-            confidence=collected.confidence(),
-            speech_seconds=prepared.speech_seconds,
-            detected_language=lang.detected,
-            language_mismatch=lang.mismatch,
-            removed=collected.removed,
-        )
-
-    @staticmethod
-    def _screen(prepared: Prepared, lang: Language) -> Any:
-        def screen(
-            start: float, end: float, text: str, no_speech_prob: float, temperature: float
-        ) -> quality.Screened:
-            return quality.screen(
-                start,
-                end,
-                text,
-                lang.decode,
-                no_speech_prob,
-                lambda: voice.voiced_share(prepared.audio, start, end),
-                temperature,
-            )
-
-        return screen
+        return collected.transcript(lang, prepared.speech_seconds)

@@ -148,6 +148,21 @@ class _Collected:
         value = math.exp(self.logprob_sum / self.token_count) if self.token_count else 0.0
         return min(1.0, max(0.0, value))
 
+    def transcript(self, lang: Language, speech_seconds: float) -> Transcript:
+        """The job's result from what was collected (the sequential and batched engines alike)."""
+        return Transcript(
+            text=" ".join(s.text for s in self.segments),
+            segments=self.segments,
+            duration=self.duration,
+            language=lang.decode or lang.requested,
+            language_probability=lang.probability,
+            confidence=self.confidence(),
+            speech_seconds=round(speech_seconds, 3),
+            detected_language=lang.detected,
+            language_mismatch=lang.mismatch,
+            removed=self.removed,
+        )
+
 
 class WhisperEngine:
     """faster-whisper (CTranslate2), with the model loaded once and shared by every job."""
@@ -240,18 +255,7 @@ class WhisperEngine:
                     "unsupported_language",
                 ) from exc
             raise
-        return Transcript(
-            text=" ".join(s.text for s in collected.segments),
-            segments=collected.segments,
-            duration=duration,
-            language=lang.decode or lang.requested,
-            language_probability=lang.probability,
-            confidence=collected.confidence(),
-            speech_seconds=round(speech_seconds, 3),
-            detected_language=lang.detected,
-            language_mismatch=lang.mismatch,
-            removed=collected.removed,
-        )
+        return collected.transcript(lang, speech_seconds)
 
     def _window(
         self,
@@ -278,7 +282,7 @@ class WhisperEngine:
         if first and lang.requested is None:  # "auto": detected by faster-whisper, as it does
             lang.decode = lang.detected = info.language
             lang.probability, lang.mismatch = info.language_probability, False
-        screen = self._screen(audio, offset, lang) if self.settings.hallucination_filter else None
+        screen = screener(audio, offset, lang) if self.settings.hallucination_filter else None
         for seg in segments:  # decoding happens lazily, one 30 s chunk (or batch) at a time
             collected.add(seg, offset, bound, screen)
             stop_if(should_stop)
@@ -353,22 +357,22 @@ class WhisperEngine:
                 and found[1] >= self.settings.language_mismatch_probability
             )
 
-    def _screen(
-        self, audio: Samples, offset: float, lang: Language
-    ) -> Screen:
-        """quality.screen for segments of this window (times on the file's clock)."""
 
-        def screen(
-            start: float, end: float, text: str, no_speech_prob: float, temperature: float
-        ) -> quality.Screened:
-            return quality.screen(
-                start,
-                end,
-                text,
-                lang.decode,
-                no_speech_prob,
-                lambda: voice.voiced_share(audio, start - offset, end - offset),
-                temperature,
-            )
+def screener(audio: Samples, offset: float, lang: Language) -> Screen:
+    """quality.screen for the segments of audio that starts `offset` seconds into the file (times
+    on the file's clock), judged in the language the job decodes in."""
 
-        return screen
+    def screen(
+        start: float, end: float, text: str, no_speech_prob: float, temperature: float
+    ) -> quality.Screened:
+        return quality.screen(
+            start,
+            end,
+            text,
+            lang.decode,
+            no_speech_prob,
+            lambda: voice.voiced_share(audio, start - offset, end - offset),
+            temperature,
+        )
+
+    return screen
