@@ -12,7 +12,15 @@ from enum import IntEnum, StrEnum
 from typing import Annotated, Literal
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    model_validator,
+)
 
 from stt_common.languages import WHISPER_LANGUAGES
 
@@ -224,7 +232,9 @@ class SubmitEvent(_Event):
     source: Source = Source.KAFKA
     attempt: int = Field(1, ge=1, description="Delivery attempt within this generation (retries)")
     not_before: datetime | None = Field(
-        None, description="Set on retry topics: the job waits until then before running again"
+        None,
+        description="Only on retry topics: the job waits until then before running again. "
+        "Refused elsewhere (an event with it on the submit topic is dead-lettered as invalid)",
     )
     callback_url: CallbackUrl | None = None
     # Decoding options; the defaults are the behaviour before they existed.
@@ -244,6 +254,18 @@ class SubmitEvent(_Event):
         description="First sampling temperature (OpenAI's `temperature`); None or 0 = greedy, "
         "raised step by step when the decode fails its checks",
     )
+
+    @model_validator(mode="after")
+    def _not_before_only_on_retry_topics(self, info: ValidationInfo) -> SubmitEvent:
+        # A wait on the submit topic would stall every job behind it on its partition.
+        on_retry_topic = bool(info.context and info.context.get(RETRY_TOPIC))
+        if self.not_before is not None and not on_retry_topic:
+            raise ValueError("not_before is only accepted on retry topics")
+        return self
+
+
+# Validation context key: True while reading a retry topic (where `not_before` is allowed).
+RETRY_TOPIC = "retry_topic"
 
 
 class TranscriptFields(BaseModel):
