@@ -118,7 +118,7 @@ async def test_poison_is_dead_lettered_and_committed(loop: Loop) -> None:
 
 
 async def test_a_transient_failure_goes_to_the_retry_topic(loop: Loop) -> None:
-    loop.outcome = JobError("media server busy", "download_failed", transient=True)
+    loop.outcome = JobError("media server busy", "download", transient=True)
     loop.put("w-4")
     await loop.run()
     retry_topic, _delay = loop.settings.retry_topics()[0]

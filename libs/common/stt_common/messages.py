@@ -149,6 +149,33 @@ class JobStatus(StrEnum):
     FAILED = "FAILED"
 
 
+class Stage(StrEnum):
+    """Where a job is (`stage` of result events, job records and the job response)."""
+
+    QUEUED = "queued"  # accepted; no worker has it yet
+    DOWNLOADING = "downloading"  # a worker is fetching and checking the media
+    TRANSCRIBING = "transcribing"  # the model runs; `progress` and `eta` are set
+    RETRYING = "retrying"  # a transient failure: waiting on a retry topic (`error` says why)
+    DONE = "done"  # COMPLETED or FAILED
+
+
+class ErrorType(StrEnum):
+    """Why a job FAILED (`error_type`): short codes a client can branch on."""
+
+    DOWNLOAD = "download"
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"
+    TIMEOUT = "timeout"
+    TOO_LARGE = "too_large"
+    TOO_LONG = "too_long"
+    INVALID_MEDIA = "invalid_media"
+    EMPTY_MEDIA = "empty_media"
+    BLOCKED_URL = "blocked_url"
+    UNSUPPORTED_LANGUAGE = "unsupported_language"
+    INTERNAL = "internal"
+    CANCELLED = "cancelled"  # deleted by its client while it ran
+
+
 class Phase(IntEnum):
     """Rank of a status within one generation; see `job_store` for the ordering rule."""
 
@@ -286,7 +313,7 @@ class TranscriptFields(BaseModel):
     )
     segments: list[Segment] | None = None
     error: str | None = None
-    error_type: str | None = None
+    error_type: ErrorType | None = None
     speech_seconds: float | None = Field(
         None,
         description="Seconds of voiced audio found (Silero VAD); near 0 with an empty "
@@ -310,7 +337,7 @@ class ResultEvent(_Event, TranscriptFields):
     """Progress or outcome of a job. Key: `request_id`. Topic: `stt.jobs.results`."""
 
     status: JobStatus
-    stage: str | None = Field(None, description="queued, downloading, decoding, transcribing, done")
+    stage: Stage | None = None
     progress: float | None = Field(None, ge=0, le=1, description="Share of the audio transcribed")
     attempt: int = 1
     worker: str | None = None
@@ -337,7 +364,7 @@ class JobRecord(TranscriptFields):
     media_url: str | None = None
     requested_language: str | None = None
     source: Source | None = None
-    stage: str | None = None
+    stage: Stage | None = None
     progress: float | None = None
     attempt: int = 1
     worker: str | None = None
@@ -359,7 +386,7 @@ class JobRecord(TranscriptFields):
             media_url=event.media_url,
             requested_language=event.language,
             source=event.source,
-            stage="queued",
+            stage=Stage.QUEUED,
             attempt=event.attempt,
             submitted_at=event.submitted_at,
             updated_at=event.submitted_at,
@@ -403,7 +430,7 @@ class JobResponse(TranscriptFields):
     request_id: str
     status: JobStatus
     message: str
-    stage: str | None = None
+    stage: Stage | None = None
     progress: float | None = None
     generation: int | None = None
     attempt: int | None = Field(None, description="Delivery attempt (grows with retries)")

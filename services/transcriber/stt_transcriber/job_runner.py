@@ -19,7 +19,7 @@ from pathlib import Path
 
 from stt_common import bus, otel
 from stt_common.cancellation import CANCELLED_MESSAGE, CANCELLED_TYPE
-from stt_common.messages import JobStatus, ResultEvent, SubmitEvent
+from stt_common.messages import JobStatus, ResultEvent, Stage, SubmitEvent
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_transcriber import audio
 from stt_transcriber.decode_options import DecodeOptions
@@ -29,7 +29,7 @@ from stt_transcriber.media_fetch import fetch_media
 from stt_transcriber.speed import SpeedModel
 
 log = logging.getLogger(__name__)
-Report = Callable[[str, float | None], Awaitable[None]]
+Report = Callable[[Stage, float | None], Awaitable[None]]
 Cancelled = Callable[[SubmitEvent], Awaitable[bool]]  # was the job deleted by its client?
 PROGRESS_EVERY = 1.0  # seconds between progress events: fresh ETAs, yet no flood on long jobs
 CANCEL_CHECK_EVERY = 1.0  # seconds between looks at the job's cancel marker while it runs
@@ -139,7 +139,7 @@ class JobRunner:
             **fields,
         )
 
-    def progress(self, job: SubmitEvent, stage: str, share: float | None) -> ResultEvent:
+    def progress(self, job: SubmitEvent, stage: Stage, share: float | None) -> ResultEvent:
         # Duration and ETA let the API tell pollers when the result is worth asking for.
         duration = self.durations.get(job.request_id)
         eta = self.etas.get(job.request_id)
@@ -166,7 +166,7 @@ class JobRunner:
         return self._result(
             job,
             JobStatus.FAILED,
-            stage="done",
+            stage=Stage.DONE,
             error=error.message,
             error_type=error.error_type,
             processing_time=round(time.monotonic() - started, 3),
@@ -181,7 +181,7 @@ class JobRunner:
         watching = asyncio.create_task(watch.watch())
         try:
             await self._stop_if_cancelled(job)
-            await report("downloading", None)
+            await report(Stage.DOWNLOADING, None)
             with otel.step("download"):
                 download = fetch_media(
                     job.media_url, scratch / "media", self.fetch, self.minio, watch
@@ -194,7 +194,7 @@ class JobRunner:
             await self._stop_if_cancelled(job)
             eta = Eta(datetime.now(UTC), self.speed.predict(duration))
             self.etas[job.request_id] = eta
-            await report("transcribing", 0.0)
+            await report(Stage.TRANSCRIBING, 0.0)
             with otel.step("transcribe"):
                 transcript = await self._transcribe(job, media, report, eta, watch)
             self.speed.observe(transcript.duration, time.monotonic() - eta.started)
@@ -209,7 +209,7 @@ class JobRunner:
             self._result(
                 job,
                 JobStatus.COMPLETED,
-                stage="done",
+                stage=Stage.DONE,
                 progress=1.0,
                 transcription=transcript.text,
                 duration=round(transcript.duration, 3),
@@ -248,7 +248,7 @@ class JobRunner:
                     share, reached = latest[-1]
                     eta.refine(share, reached)
                     try:
-                        await report("transcribing", round(share, 3))
+                        await report(Stage.TRANSCRIBING, round(share, 3))
                     except Exception as exc:  # progress is best effort; the result is not
                         log.warning("progress not published: %s", exc)
 

@@ -30,7 +30,14 @@ from pydantic import ValidationError
 from stt_common import bus, dead_letters, metrics, otel, tracing
 from stt_common.consume import CommitPolicy, ConsumeLoop, HandedBack, Ready
 from stt_common.job_store import JobStore, settles
-from stt_common.messages import RETRY_TOPIC, JobStatus, ResultEvent, SubmitEvent
+from stt_common.messages import (
+    RETRY_TOPIC,
+    ErrorType,
+    JobStatus,
+    ResultEvent,
+    Stage,
+    SubmitEvent,
+)
 from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings
 from stt_transcriber.errors import JobError
@@ -156,7 +163,7 @@ class Worker:
         metrics.job_picked_up(job.submitted_at, job.attempt)
         tp = TopicPartition(record.topic, record.partition)
 
-        async def report(stage: str, share: float | None) -> None:
+        async def report(stage: Stage, share: float | None) -> None:
             if not self.consume.owns(tp, lease):
                 return  # fenced: the job is being stopped; nothing more goes out
             # Progress is a courtesy to pollers: a broker hiccup must not fail the job.
@@ -187,7 +194,7 @@ class Worker:
         with otel.step("result publish", "PRODUCER"):
             await self._publish(result)
         metrics.job_finished(result, asyncio.get_running_loop().time() - started)
-        if result.status is JobStatus.FAILED and result.error_type != "cancelled":
+        if result.status is JobStatus.FAILED and result.error_type is not ErrorType.CANCELLED:
             await self._dead_letter(
                 record, job.attempt, result.error_type or "failed", result.error or ""
             )
@@ -222,7 +229,7 @@ class Worker:
         )
         note = f"retrying in {delay:g}s after: {error.message}"
         await self._publish(
-            self.runner.progress(job, "retrying", None).model_copy(
+            self.runner.progress(job, Stage.RETRYING, None).model_copy(
                 update={"attempt": job.attempt + 1, "error": note}
             )
         )
