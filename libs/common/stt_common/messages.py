@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
@@ -333,7 +333,32 @@ class TranscriptFields(BaseModel):
     )
 
 
-class ResultEvent(_Event, TranscriptFields):
+class JobOrigin(BaseModel):
+    """Where a job came from: its submit event's fields that every later state of the job
+    carries (result events and job records), so each is a complete job state on its own.
+    `origin_of` is the one place that copies them; add an origin field here and there only."""
+
+    media_url: str | None = None
+    requested_language: str | None = Field(
+        None, description="The submit event's `language` (what was asked; `language` is spoken)"
+    )
+    source: Source | None = None
+    submitted_at: datetime | None = None
+    callback_url: str | None = Field(None, description="Where the webhook goes; never served")
+
+
+def origin_of(event: SubmitEvent) -> dict[str, Any]:
+    """The `JobOrigin` fields of the job `event` submits, as keyword arguments."""
+    return {
+        "media_url": event.media_url,
+        "requested_language": event.language,
+        "source": event.source,
+        "submitted_at": event.submitted_at,
+        "callback_url": event.callback_url,
+    }
+
+
+class ResultEvent(_Event, TranscriptFields, JobOrigin):
     """Progress or outcome of a job. Key: `request_id`. Topic: `stt.jobs.results`."""
 
     status: JobStatus
@@ -345,15 +370,9 @@ class ResultEvent(_Event, TranscriptFields):
         None, description="While transcribing: when the worker expects to finish (estimate)"
     )
     emitted_at: datetime = Field(default_factory=utcnow)
-    # Copied from the submit event so each result is a complete job state on its own.
-    media_url: str | None = None
-    requested_language: str | None = None
-    source: Source | None = None
-    submitted_at: datetime | None = None
-    callback_url: str | None = None
 
 
-class JobRecord(TranscriptFields):
+class JobRecord(TranscriptFields, JobOrigin):
     """A job's current state: the Redis value and the compacted status topic's value."""
 
     model_config = ConfigDict(extra="ignore")
@@ -361,17 +380,12 @@ class JobRecord(TranscriptFields):
     request_id: RequestId
     status: JobStatus
     generation: int = 1
-    media_url: str | None = None
-    requested_language: str | None = None
-    source: Source | None = None
     stage: Stage | None = None
     progress: float | None = None
     attempt: int = 1
     worker: str | None = None
     eta: datetime | None = None
-    submitted_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
-    callback_url: str | None = Field(None, description="Where the webhook goes; never served")
 
     @property
     def phase(self) -> Phase:
@@ -383,14 +397,10 @@ class JobRecord(TranscriptFields):
             request_id=event.request_id,
             status=JobStatus.PROCESSING,
             generation=event.generation,
-            media_url=event.media_url,
-            requested_language=event.language,
-            source=event.source,
             stage=Stage.QUEUED,
             attempt=event.attempt,
-            submitted_at=event.submitted_at,
             updated_at=event.submitted_at,
-            callback_url=event.callback_url,
+            **origin_of(event),
         )
 
     @classmethod

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from stt_common import bus, otel
 from stt_common.cancellation import CANCELLED_MESSAGE, CANCELLED_TYPE
-from stt_common.messages import JobStatus, ResultEvent, Stage, SubmitEvent
+from stt_common.messages import JobStatus, ResultEvent, Stage, SubmitEvent, origin_of
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_transcriber import audio
 from stt_transcriber.decode_options import DecodeOptions
@@ -131,11 +131,7 @@ class JobRunner:
             attempt=job.attempt,
             status=status,
             worker=self.worker_id,
-            media_url=job.media_url,
-            requested_language=job.language,
-            source=job.source,
-            submitted_at=job.submitted_at,
-            callback_url=job.callback_url,
+            **origin_of(job),
             **fields,
         )
 

@@ -26,7 +26,7 @@ from stt_common.consume import CommitPolicy, ConsumeLoop, Ready
 from stt_common.messages import JobStatus, ResultEvent
 from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings, WebhookSettings
-from stt_webhooks.delivery import Deliverer, Outcome
+from stt_webhooks.delivery import Deliverer, DeliveryOutcome
 from stt_webhooks.marks import Marks
 
 log = logging.getLogger(__name__)
@@ -171,13 +171,13 @@ class Webhooks:
                 del self.active[key]
         await self.consume.done(record)
 
-    async def _deliver(self, record: Record, event: ResultEvent) -> Outcome:
+    async def _deliver(self, record: Record, event: ResultEvent) -> DeliveryOutcome:
         deadline = record.timestamp / 1000 + self.hooks.webhook_retry_seconds
         try:
             return await self.deliverer.deliver(event, event.callback_url or "", deadline)
         except Exception as exc:  # a bug must not stall the partition's commits forever
             log.exception("webhook crashed", extra={"request_id": event.request_id})
-            return Outcome(False, 1, f"internal error: {exc.__class__.__name__}")
+            return DeliveryOutcome(False, 1, f"internal error: {exc.__class__.__name__}")
 
     async def _cancelled(self, event: ResultEvent) -> bool:
         try:
@@ -186,7 +186,7 @@ class Webhooks:
             log.warning("cancel check failed (%s); delivering", exc)
             return False
 
-    async def _conclude(self, record: Record, event: ResultEvent, outcome: Outcome) -> None:
+    async def _conclude(self, record: Record, event: ResultEvent, outcome: DeliveryOutcome) -> None:
         extra = {"request_id": event.request_id, "attempt": outcome.attempts}
         if outcome.delivered:
             metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
