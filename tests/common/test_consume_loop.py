@@ -207,3 +207,36 @@ def consumer_record(value: bytes, key: bytes | None = None) -> bus.Record:
     from stt_testing.fakes import consumer_record as make_record
 
     return make_record(A0, 0, value, key)
+
+
+async def test_long_work_keeps_polling_with_every_partition_paused_through_a_fetch_error() -> None:
+    class Slow(Recorder):
+        async def handle(self, ready: Ready, loop: ConsumeLoop) -> None:
+            async def work() -> None:
+                runs.append(1)
+                await asyncio.sleep(0.05)
+                assert A0 in consumer.paused and A1 in consumer.paused  # nothing else is read
+
+            consumer.fail_next_fetch = KafkaConnectionError("broker away")
+            await loop.while_polling(work(), every=0.01, grace=1)
+            await super().handle(ready, loop)
+
+    runs: list[int] = []
+    handler = Slow()
+    loop, consumer = make(handler, commit=CommitPolicy.ON_DONE, max_records=1)
+    real_getmany = consumer.getmany
+    consumer.fail_next_fetch = None  # type: ignore[attr-defined]
+
+    async def getmany(timeout_ms: int = 0, max_records: int | None = None) -> object:
+        failure, consumer.fail_next_fetch = consumer.fail_next_fetch, None
+        if failure is not None:
+            raise failure
+        return await real_getmany(timeout_ms, max_records)
+
+    consumer.getmany = getmany  # type: ignore[method-assign,assignment]
+    consumer.append(A0, b"x")
+    consumer.append(A1, b"y")
+    await run(loop)
+    assert handler.calls == [{A0: [0]}, {A1: [0]}]
+    assert len(runs) == 2  # the failed keep-alive poll did not abandon and redo the work
+    assert consumer.committed == {A0: 1, A1: 1}

@@ -279,11 +279,19 @@ class ConsumeLoop:
                 await self._keep_alive()
             return task.result()
         finally:
+            if not task.done():  # a fetch error that stops the service: the work goes too
+                task.cancel()
             self.gate.release_all(BUSY)
 
     async def _keep_alive(self) -> None:
         self.gate.apply(self.consumer)  # partitions assigned since the last poll
-        strays = await self.consumer.getmany(timeout_ms=0)
+        try:
+            strays = await self.consumer.getmany(timeout_ms=0)
+        except Exception as exc:
+            if self.errors.on_fetch(exc) is Verdict.STOP:
+                raise
+            log.warning("keep-alive poll failed (%r); the work goes on", exc)
+            return
         for tp, records in strays.items():
             self.consumer.seek(tp, records[0].offset)  # not ours to run yet; fetch again later
         await self.lag.maybe_update()
