@@ -26,6 +26,7 @@ from stt_transcriber.decode_options import DecodeOptions
 from stt_transcriber.engine import Engine, Transcript
 from stt_transcriber.errors import JobError
 from stt_transcriber.media_fetch import fetch_media
+from stt_transcriber.outcomes import Finished, JobOutcome, Transient
 from stt_transcriber.speed import SpeedModel
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class CancelWatch:
                     return
             except Exception as exc:  # logged by the safe points' own check too
                 log.debug("cancel check failed (%s)", exc)
+
+
 # Kafka refuses records over ~1 MiB (the producer's max_request_size, the broker's
 # message.max.bytes), and an outcome that cannot be published makes the job run again.
 RESULT_MAX_BYTES = 900_000
@@ -167,6 +170,23 @@ class JobRunner:
             error_type=error.error_type,
             processing_time=round(time.monotonic() - started, 3),
         )
+
+    async def execute(self, job: SubmitEvent, report: Report, may_retry: bool) -> JobOutcome:
+        """Run the job to its outcome. Never raises for the job's own failures: a transient one
+        is `Transient` while `may_retry`, any other (a bug included) a FAILED `Finished`."""
+        started = time.monotonic()
+        try:
+            return Finished(await self.run(job, report))
+        except JobError as exc:
+            if exc.detail:  # for operators only; the client is told exc.message
+                log.warning("%s: %s", exc.message, exc.detail, extra={"request_id": job.request_id})
+            if exc.transient and may_retry:
+                return Transient(exc)
+            return Finished(self.failed(job, exc, started))
+        except Exception as exc:  # a bug must fail the job, not crash-loop the worker
+            log.exception("job crashed", extra={"request_id": job.request_id})
+            error = JobError(f"Internal error: {exc.__class__.__name__}", "internal", False)
+            return Finished(self.failed(job, error, started))
 
     async def run(self, job: SubmitEvent, report: Report) -> ResultEvent:
         """Transcribe `job`. Raises JobError; the caller decides between retry and FAILED."""

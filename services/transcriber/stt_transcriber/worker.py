@@ -42,6 +42,7 @@ from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings
 from stt_transcriber.errors import JobError
 from stt_transcriber.job_runner import JobRunner, Report
+from stt_transcriber.outcomes import JobOutcome, Transient, retry_of, retrying
 
 log = logging.getLogger(__name__)
 POLL_WHILE_BUSY = 1.0  # seconds between keep-alive polls while a job runs
@@ -174,23 +175,13 @@ class Worker:
                     "progress not published (%s)", exc, extra={"request_id": job.request_id}
                 )
 
-        try:
-            result = await self._run_fenced(job, report, tp, lease)
-        except Fenced:
-            raise
-        except JobError as exc:
-            if exc.detail:  # for operators only; the client is told exc.message
-                log.warning("%s: %s", exc.message, exc.detail, extra={"request_id": job.request_id})
-            if exc.transient and job.attempt <= len(self.retry_steps):
-                await self._fence(record, lease, final=True)
-                await self._retry(job, exc)
-                return
-            result = self.runner.failed(job, exc, started)
-        except Exception as exc:  # a bug must fail the job, not crash-loop the worker
-            log.exception("job crashed", extra={"request_id": job.request_id})
-            error = JobError(f"Internal error: {exc.__class__.__name__}", "internal", False)
-            result = self.runner.failed(job, error, started)
+        may_retry = job.attempt <= len(self.retry_steps)
+        outcome = await self._run_fenced(job, report, tp, lease, may_retry)
         await self._fence(record, lease, final=True)
+        if isinstance(outcome, Transient):
+            await self._retry(job, outcome.error)
+            return
+        result = outcome.result
         with otel.step("result publish", "PRODUCER"):
             await self._publish(result)
         metrics.job_finished(result, asyncio.get_running_loop().time() - started)
@@ -205,10 +196,10 @@ class Worker:
         )
 
     async def _run_fenced(
-        self, job: SubmitEvent, report: Report, tp: TopicPartition, lease: int
-    ) -> ResultEvent:
-        """`runner.run`, stopped (`Fenced`) as soon as this member no longer holds `tp`."""
-        run = asyncio.ensure_future(self.runner.run(job, report))
+        self, job: SubmitEvent, report: Report, tp: TopicPartition, lease: int, may_retry: bool
+    ) -> JobOutcome:
+        """`runner.execute`, stopped (`Fenced`) as soon as this member no longer holds `tp`."""
+        run = asyncio.ensure_future(self.runner.execute(job, report, may_retry))
         while not run.done():
             await asyncio.wait({run}, timeout=POLL_WHILE_BUSY)
             if not run.done() and not self.consume.owns(tp, lease):
@@ -220,20 +211,21 @@ class Worker:
     async def _retry(self, job: SubmitEvent, error: JobError) -> None:
         topic, delay = self.retry_steps[job.attempt - 1]
         due = datetime.now(UTC) + timedelta(seconds=delay)
-        again = job.model_copy(update={"attempt": job.attempt + 1, "not_before": due})
         await self.producer.send_and_wait(
             topic,
-            bus.encode(again),
+            bus.encode(retry_of(job, due)),
             key=bus.key(job.request_id),
             headers=tracing.current_kafka_headers(),
         )
-        note = f"retrying in {delay:g}s after: {error.message}"
         await self._publish(
-            self.runner.progress(job, Stage.RETRYING, None).model_copy(
-                update={"attempt": job.attempt + 1, "error": note}
-            )
+            retrying(self.runner.progress(job, Stage.RETRYING, None), job, delay, error)
         )
-        log.info(note, extra={"request_id": job.request_id, "attempt": job.attempt})
+        log.info(
+            "retrying in %gs after: %s",
+            delay,
+            error.message,
+            extra={"request_id": job.request_id, "attempt": job.attempt},
+        )
 
     async def _publish(self, event: ResultEvent) -> None:
         await self.producer.send_and_wait(
