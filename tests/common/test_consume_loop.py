@@ -38,6 +38,7 @@ def make(
     commit: CommitPolicy = CommitPolicy.BEFORE_FETCH,
     max_records: int = 500,
     dead: list[tuple[bus.Record, str]] | None = None,
+    by_partition: bool = True,
 ) -> tuple[ConsumeLoop, FakeConsumer]:
     stop = asyncio.Event()
     consumer = FakeConsumer(stop)
@@ -55,6 +56,7 @@ def make(
         errors=ErrorPolicy(backoff_first=0.001, backoff_max=0.001),
         max_records=max_records,
         fetch_timeout_ms=10,
+        by_partition=by_partition,
     )
     loop.subscribe(["jobs", "high", "low"])
     return loop, consumer
@@ -68,7 +70,7 @@ async def test_hook_a_a_batch_spans_partitions_and_commits_each_up_to_its_last_t
     # A cross-job batch: records of two partitions in one call; only "terminal" jobs are done.
     values = {A0: [b"done", b"done", b"running", b"done"], A1: [b"done", b"running"]}
     handler = Recorder(finish=lambda r: r.value == b"done")
-    loop, consumer = make(handler)
+    loop, consumer = make(handler, by_partition=False)
     for tp, vals in values.items():
         for v in vals:
             consumer.append(tp, v)
@@ -239,4 +241,24 @@ async def test_long_work_keeps_polling_with_every_partition_paused_through_a_fet
     await run(loop)
     assert handler.calls == [{A0: [0]}, {A1: [0]}]
     assert len(runs) == 2  # the failed keep-alive poll did not abandon and redo the work
+    assert consumer.committed == {A0: 1, A1: 1}
+
+
+async def test_a_failing_partition_is_charged_alone_its_neighbour_goes_on() -> None:
+    dead: list[tuple[bus.Record, str]] = []
+
+    class Buggy(Recorder):
+        async def handle(self, ready: Ready, loop: ConsumeLoop) -> None:
+            for records in ready.values():
+                if any(r.value == b"poison" for r in records):
+                    raise RuntimeError("a bug")
+            await super().handle(ready, loop)
+
+    handler = Buggy()
+    loop, consumer = make(handler, commit=CommitPolicy.ON_DONE, dead=dead)
+    consumer.append(A0, b"poison")
+    consumer.append(A1, b"fine")
+    await run(loop)
+    assert [r.value for r, _ in dead] == [b"poison"]  # not the neighbour fetched with it
+    assert handler.calls[0] == {A1: [0]}
     assert consumer.committed == {A0: 1, A1: 1}

@@ -1,11 +1,12 @@
 """The one consume loop that every service configures: fetch, hand over, commit, rebalance, stop.
 
 A service gives the loop a `Handler`; the loop owns the consumer. Per round it applies the
-pause `Gate`, commits (per `CommitPolicy`), fetches, and hands the handler *every* ready record
-of that fetch, grouped by partition in offset order. The handler marks each record `done` once
-its outcome is durable; the commit never passes a record that is not done (`Offsets`). What
-happens on every kind of error is `ErrorPolicy` (see `policy.py`); the loop applies it the same
-way for every service.
+pause `Gate`, commits (per `CommitPolicy`), fetches, and hands the handler the ready records of
+that fetch in offset order: one partition per call (`by_partition`, the default, so a failure
+is charged to its own partition only), or every partition at once. The handler marks each
+record `done` once its outcome is durable; the commit never passes a record that is not done
+(`Offsets`). What happens on every kind of error is `ErrorPolicy` (see `policy.py`); the loop
+applies it the same way for every service.
 
 Invariants:
   * Per partition, records reach the handler in offset order, and a rewound partition
@@ -17,10 +18,11 @@ Invariants:
     and the finished prefix is committed.
 
 TWO HOOKS, so later features plug in without a new loop:
-  (a) Cross-partition batches (cross-job batching): with `max_records` > 1 the handler gets the
-      ready records of several partitions in one call, may hold some while it runs others, and
-      marks `done` only the records whose jobs are terminal; with `CommitPolicy.BEFORE_FETCH`
-      each partition is committed only up to its last record before the first one not done.
+  (a) Cross-partition batches (cross-job batching): with `max_records` > 1 and
+      `by_partition=False` the handler gets the ready records of several partitions in one
+      call, may hold some while it runs others, and marks `done` only the records whose jobs
+      are terminal; with `CommitPolicy.BEFORE_FETCH` each partition is committed only up to
+      the record before its first one not done.
       `while_polling(work)` keeps the group membership while a long batch runs.
   (b) Priority between topics (priority lanes): `Handler.before_fetch(loop)` runs before every
       fetch; it may `loop.gate.hold(tp, reason)` the partitions of a low-priority topic while a
@@ -83,6 +85,7 @@ class ConsumeLoop:
         errors: ErrorPolicy = DEFAULT_ERRORS,
         max_records: int = 500,
         fetch_timeout_ms: int = 500,
+        by_partition: bool = True,
     ) -> None:
         self.consumer = consumer
         self.handler = handler
@@ -92,6 +95,7 @@ class ConsumeLoop:
         self.errors = errors
         self.max_records = max_records  # the handler may change it between rounds
         self.fetch_timeout_ms = fetch_timeout_ms
+        self.by_partition = by_partition  # False: the handler gets every partition at once
         self.gate = Gate()
         self.offsets = Offsets()
         self.unsent: dict[TopicPartition, int] = {}  # commits that failed; sent again
@@ -148,16 +152,25 @@ class ConsumeLoop:
                 self.offsets.take(TopicPartition(record.topic, record.partition), record.offset)
         if not ready:
             return
-        try:
-            await self.handler.handle(ready, self)
-        except Exception as exc:
-            await self._failed(ready, exc)
-            return
-        self._backoff = self.errors.backoff_first
-        for tp, records in ready.items():
-            self._one_at_a_time.discard(tp)
-            for record in records:
-                self._failures.pop((tp, record.offset), None)
+        # Per partition, a failure is charged to the partition that raised it, and the others
+        # go on; a cross-partition batch fails (and is retried) as a whole.
+        groups = [{tp: rs} for tp, rs in ready.items()] if self.by_partition else [ready]
+        failed = False
+        for group in groups:
+            try:
+                await self.handler.handle(group, self)
+            except Exception as exc:
+                await self._failed(group, exc)
+                failed = True
+                continue
+            for tp, records in group.items():
+                self._one_at_a_time.discard(tp)
+                for record in records:
+                    self._failures.pop((tp, record.offset), None)
+        if failed:
+            await self._pause()
+        else:
+            self._backoff = self.errors.backoff_first
 
     def _narrow(self, ready: Ready) -> dict[TopicPartition, Sequence[bus.Record]]:
         """While a partition isolates a failing record, only its first record goes through."""
@@ -195,7 +208,6 @@ class ConsumeLoop:
                 exc,
             )
             self.rewind(tp, first.offset)
-        await self._pause()
 
     async def _give_up(self, tp: TopicPartition, record: bus.Record, exc: Exception) -> None:
         try:
