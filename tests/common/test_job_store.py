@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from stt_common.job_store import JobStore, Outcome, job_key
+from stt_common.job_store import JobStore, Outcome, job_key, rank, settles
 from stt_common.messages import JobRecord, JobStatus
 
 pytestmark = pytest.mark.infra
@@ -119,3 +119,34 @@ async def test_create_is_create_if_absent_and_discard_only_removes_its_own(store
     assert await store.redis.ttl(job_key(r)) > 60
     await store.discard(r, written)
     assert await store.get(r) is None
+
+
+async def test_a_newer_report_that_lowers_progress_is_stale_unless_a_retry_restarts(
+    store: JobStore,
+) -> None:
+    """Issue 13 item 6: a worker frozen past the session timeout reports after the job's new
+    owner (a newer `updated_at`, lower progress): dropped. A retry (attempt + 1) starts over."""
+    r = rid()
+    t0 = datetime.now(UTC)
+    owner = record(r, JobStatus.PROCESSING, at=t0, progress=0.944)
+    frozen = record(r, JobStatus.PROCESSING, at=t0 + timedelta(seconds=1), progress=0.66)
+    unknown = record(r, JobStatus.PROCESSING, at=t0 + timedelta(seconds=2), stage="downloading")
+    retry = record(r, JobStatus.PROCESSING, at=t0 + timedelta(seconds=3), attempt=2)
+    late_first = record(r, JobStatus.PROCESSING, at=t0 + timedelta(seconds=4), progress=0.99)
+    assert await store.apply(owner, time.time()) is Outcome.APPLIED
+    assert await store.apply(frozen, time.time()) is Outcome.STALE
+    assert await store.apply(unknown, time.time()) is Outcome.STALE
+    stored = await store.get(r)
+    assert stored is not None and stored.progress == 0.944
+    assert await store.apply(retry, time.time()) is Outcome.APPLIED
+    assert await store.apply(late_first, time.time()) is Outcome.STALE  # attempt 1, after 2
+    stored = await store.get(r)
+    assert stored is not None and stored.attempt == 2 and stored.progress is None
+
+
+def test_settles_is_the_rank_rule() -> None:
+    done = record("x", JobStatus.COMPLETED, generation=2)
+    running = record("x", JobStatus.PROCESSING, generation=2)
+    assert settles(done, 1) and settles(done, 2) and not settles(done, 3)
+    assert settles(running, 1) and not settles(running, 2)
+    assert rank(done) > rank(running) > rank(record("x", JobStatus.COMPLETED, generation=1))

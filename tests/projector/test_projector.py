@@ -94,20 +94,42 @@ async def test_upstream_submit_then_results_are_projected_in_order(
     assert final.transcription == "hello world"
 
 
-async def test_a_poison_event_goes_to_the_dead_letter_topic_and_the_next_one_lands(
+async def test_a_poison_result_goes_to_the_dead_letter_topic_and_the_next_one_lands(
     projector: processes.Service, producer: AIOKafkaProducer, store: JobStore, env: dict[str, str]
 ) -> None:
     rid = "poison-" + uuid.uuid4().hex[:8]
-    await publish(producer, env["KAFKA_TOPIC_SUBMIT"], rid, b"{not json")
-    ok = SubmitEvent(request_id=rid + "-ok", media_url="http://h/a.mp3")
-    await publish(producer, env["KAFKA_TOPIC_SUBMIT"], ok.request_id, ok.model_dump_json().encode())
-    await wait_for(store, ok.request_id, JobStatus.PROCESSING)
+    await publish(producer, env["KAFKA_TOPIC_RESULTS"], rid, b"{not json")
+    ok = ResultEvent(request_id=rid + "-ok", status=JobStatus.COMPLETED, transcription="ok")
+    await publish(
+        producer, env["KAFKA_TOPIC_RESULTS"], ok.request_id, ok.model_dump_json().encode()
+    )
+    await wait_for(store, ok.request_id, JobStatus.COMPLETED)
     dead = await read_topic(env, env["KAFKA_TOPIC_DLQ"], rid)
     assert dead, "poison event not dead-lettered"
     headers = dict(dead[0].headers)
-    assert headers["stt-origin-topic"] == env["KAFKA_TOPIC_SUBMIT"].encode()
+    assert headers["stt-origin-topic"] == env["KAFKA_TOPIC_RESULTS"].encode()
     assert headers["stt-error-type"] == b"poison_event"
     assert headers["stt-consumer-group"] == env["KAFKA_PROJECTOR_GROUP"].encode()
+
+
+async def test_submit_topic_poison_is_skipped_here_the_transcriber_dead_letters_it(
+    projector: processes.Service, producer: AIOKafkaProducer, store: JobStore, env: dict[str, str]
+) -> None:
+    """Issue 13 item 8: one dead letter per poison event; the transcriber group owns the submit
+    topic's (tests/faults/test_poison.py). A `not_before` on the submit topic is invalid too."""
+    rid = "poison-" + uuid.uuid4().hex[:8]
+    waits = SubmitEvent(request_id=rid + "-wait", media_url="http://h/a.mp3").model_copy(
+        update={"not_before": datetime(2099, 1, 1, tzinfo=UTC)}
+    )
+    await publish(producer, env["KAFKA_TOPIC_SUBMIT"], rid, b"{not json")
+    await publish(
+        producer, env["KAFKA_TOPIC_SUBMIT"], waits.request_id, waits.model_dump_json().encode()
+    )
+    ok = SubmitEvent(request_id=rid + "-ok", media_url="http://h/a.mp3")
+    await publish(producer, env["KAFKA_TOPIC_SUBMIT"], ok.request_id, ok.model_dump_json().encode())
+    await wait_for(store, ok.request_id, JobStatus.PROCESSING)
+    assert await store.get(waits.request_id) is None
+    assert not await read_topic(env, env["KAFKA_TOPIC_DLQ"], rid, wait=2)
 
 
 async def test_rebuild_restores_every_job_with_its_own_expiry(

@@ -18,13 +18,13 @@ from aiokafka.structs import TopicPartition
 
 from stt_common import bus
 from stt_common.job_store import JobStore
-from stt_common.messages import JobRecord, JobStatus, ResultEvent, Source, SubmitEvent
+from stt_common.messages import RETRY_TOPIC, JobRecord, JobStatus, ResultEvent, Source, SubmitEvent
 from stt_common.settings import FetchSettings, KafkaSettings, MinioSettings
 from stt_testing.fakes import FakeConsumer, FakeProducer
 from stt_transcriber.errors import JobError
 from stt_transcriber.fake_engine import FakeEngine
 from stt_transcriber.job_runner import JobRunner
-from stt_transcriber.worker import Worker
+from stt_transcriber.worker import NOT_DUE, Worker
 
 
 class Loop:
@@ -118,12 +118,12 @@ async def test_poison_is_dead_lettered_and_committed(loop: Loop) -> None:
 
 
 async def test_a_transient_failure_goes_to_the_retry_topic(loop: Loop) -> None:
-    loop.outcome = JobError("media server busy", "download_failed", transient=True)
+    loop.outcome = JobError("media server busy", "download", transient=True)
     loop.put("w-4")
     await loop.run()
     retry_topic, _delay = loop.settings.retry_topics()[0]
     [again] = loop.producer.on(retry_topic)
-    retried = bus.decode(SubmitEvent, again.value or b"")
+    retried = bus.decode(SubmitEvent, again.value or b"", {RETRY_TOPIC: True})
     assert (retried.request_id, retried.attempt) == ("w-4", 2)
     assert retried.not_before is not None
     [note] = loop.results()
@@ -145,16 +145,12 @@ async def test_a_retry_not_yet_due_parks_its_partition(loop: Loop) -> None:
     retry = TopicPartition(loop.settings.retry_topics()[0][0], 0)
     due = datetime.now(UTC) + timedelta(hours=1)
     event = SubmitEvent(
-        request_id="w-6",
-        media_url="https://media.example/a.mp3",
-        source=Source.API,
-        attempt=2,
-        not_before=due,
-    )
+        request_id="w-6", media_url="https://media.example/a.mp3", source=Source.API, attempt=2
+    ).model_copy(update={"not_before": due})  # as the worker writes it to a retry topic
     loop.consumer.append(retry, bus.encode(event))
     await loop.run()
     assert loop.ran == []
     assert retry in loop.consumer.paused
     assert loop.consumer.positions[retry] == 0  # rewound: read again once due
-    assert loop.worker.waiting == {retry: due}
+    assert loop.worker.consume.gate.until(retry, NOT_DUE) == due
     assert retry not in loop.consumer.committed

@@ -14,12 +14,12 @@ import pytest
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
+from stt_common.consume.offsets import Offsets
 from stt_common.messages import JobStatus, ResultEvent, SubmitEvent, TranscribeRequest
 from stt_common.settings import SettingsError, WebhookSettings
 from stt_webhooks.delivery import Deliverer, backoff, body_of
 from stt_webhooks.http_post import AttemptFailed, post, shown
 from stt_webhooks.main import check_signing
-from stt_webhooks.offsets import Offsets
 from stt_webhooks.runner import webhook_of
 
 MEDIA = "http://media.example/a.wav"

@@ -22,7 +22,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from stt_common import bus, dead_letters, job_store
-from stt_common.messages import Source, SubmitEvent
+from stt_common.messages import RETRY_TOPIC, Source, SubmitEvent
 from stt_common.publisher import Publisher
 from stt_common.settings import Settings, parse_duration
 
@@ -89,7 +89,8 @@ def latest_jobs(
     unreadable = 0
     for record in sorted(records, key=lambda r: r.timestamp):
         try:
-            event = bus.decode(SubmitEvent, record.value)
+            # A dead letter may come from a retry topic: its not_before is read, then cleared.
+            event = bus.decode(SubmitEvent, record.value, {RETRY_TOPIC: True})
         except (ValidationError, ValueError):
             unreadable += 1
             continue

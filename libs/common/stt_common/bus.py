@@ -136,10 +136,10 @@ def encode(event: BaseModel) -> bytes:
     return event.model_dump_json(exclude_none=True).encode()
 
 
-def decode(model: type[E], value: bytes | None) -> E:
+def decode(model: type[E], value: bytes | None, context: dict[str, Any] | None = None) -> E:
     if value is None:
         raise ValueError("empty event value")
-    return model.model_validate_json(value)
+    return model.model_validate_json(value, context=context)
 
 
 def key(request_id: str) -> bytes:

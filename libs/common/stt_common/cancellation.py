@@ -19,9 +19,11 @@ from datetime import datetime
 
 from redis.asyncio import Redis
 
+from stt_common.messages import ErrorType
+
 KEY_PREFIX = "stt:cancel:"
 CANCELLED_MESSAGE = "Cancelled by client"
-CANCELLED_TYPE = "cancelled"
+CANCELLED_TYPE = ErrorType.CANCELLED
 
 
 def cancel_key(request_id: str) -> str:

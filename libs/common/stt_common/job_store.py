@@ -1,13 +1,18 @@
 """Job state in Redis, and the one place where the ordering rule between updates is enforced.
 
-THE ORDERING RULE. Every stored job has a rank `(generation, phase)`: generation is 1 for a new
+THE ORDERING RULE. Every stored job has a `Rank` `(generation, phase)`: generation is 1 for a new
 job and grows by one with each replay; phase is 1 while PROCESSING and 2 once COMPLETED or
 FAILED. An update is applied only if its rank is greater than the stored one. At equal rank:
   * phase 2 (terminal): the first result wins; a second worker's late result is dropped;
-  * phase 1 (progress): the newer `updated_at` wins, so progress never goes backwards.
+  * phase 1 (progress): the newer `updated_at` wins, unless it comes from an earlier attempt
+    (retry) or, within one attempt, lowers `progress` (absent counts as below 0), so
+    progress never goes backwards, not even when a worker that lost its partition (frozen past
+    the session timeout) reports after the job's new owner.
 So a late PROCESSING never hides a result, a replay (generation + 1) legitimately moves a FAILED
 job back to PROCESSING and on to COMPLETED, and a stale attempt never beats a newer one. The rule
-runs inside Redis (Lua) so concurrent projectors cannot interleave a read and a write.
+runs inside Redis (Lua) so concurrent projectors cannot interleave a read and a write; `Rank`,
+`rank` and `settles` are its Python side (the script's arguments, and the transcriber's "already
+final?" check), so the rule is written once here and nowhere else.
 
 Each key expires `REDIS_JOB_TTL` seconds after the job's own last change (`updated_at`), never
 after the moment it was written, so a rebuild from Kafka restores the same expiry.
@@ -18,29 +23,37 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from redis.asyncio import BlockingConnectionPool, Connection, Redis, SSLConnection
 
-from stt_common.messages import JobRecord
+from stt_common.messages import JobRecord, Phase
 from stt_common.settings import RedisSettings
 
 KEY_PREFIX = "stt:job:"
 
-# KEYS[1] job key; ARGV: generation, phase, updated_at (ms), data, expire_at (s), now (s)
+# KEYS[1] job key; ARGV: generation, phase, updated_at (ms), data, expire_at (s), now (s),
+# attempt, progress (-1 when absent)
 _APPLY = """
 local g, p, u = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local a, pr = tonumber(ARGV[7]), tonumber(ARGV[8])
 local expire_at = tonumber(ARGV[5])
 if expire_at <= tonumber(ARGV[6]) then return 'expired' end
-local cur = redis.call('HMGET', KEYS[1], 'generation', 'phase', 'updated')
+local cur = redis.call('HMGET', KEYS[1], 'generation', 'phase', 'updated', 'attempt', 'progress')
 if cur[1] then
   local cg, cp, cu = tonumber(cur[1]), tonumber(cur[2]), tonumber(cur[3])
+  local ca, cpr = tonumber(cur[4] or '0'), tonumber(cur[5] or '-1')
   if g < cg or (g == cg and p < cp) then return 'stale' end
-  if g == cg and p == cp and (p == 2 or u <= cu) then
-    redis.call('EXPIREAT', KEYS[1], expire_at, 'GT')
-    return 'same'
+  if g == cg and p == cp then
+    if p == 2 or u <= cu then
+      redis.call('EXPIREAT', KEYS[1], expire_at, 'GT')
+      return 'same'
+    end
+    if a < ca or (a == ca and pr < cpr) then return 'stale' end
   end
 end
-redis.call('HSET', KEYS[1], 'generation', g, 'phase', p, 'updated', u, 'data', ARGV[4])
+redis.call('HSET', KEYS[1], 'generation', g, 'phase', p, 'updated', u, 'data', ARGV[4],
+  'attempt', a, 'progress', pr)
 redis.call('EXPIREAT', KEYS[1], expire_at)
 return 'applied'
 """
@@ -66,6 +79,23 @@ class Outcome(enum.StrEnum):
     SAME = "same"  # already held at this rank; nothing changed but the expiry
     STALE = "stale"  # older than what is stored; dropped
     EXPIRED = "expired"  # its TTL has already run out; dropped
+
+
+class Rank(NamedTuple):
+    """Where an update stands in the ordering rule; a greater rank supersedes a smaller one."""
+
+    generation: int
+    phase: Phase
+
+
+def rank(record: JobRecord) -> Rank:
+    return Rank(record.generation, record.phase)
+
+
+def settles(stored: JobRecord, generation: int) -> bool:
+    """Whether `stored` already outranks anything a run of `generation` could report (it is
+    terminal at that generation, or at a later one): the run would change nothing."""
+    return rank(stored) >= Rank(generation, Phase.TERMINAL)
 
 
 def job_key(request_id: str) -> str:
@@ -138,13 +168,16 @@ class JobStore:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for record in records:
-                args: list[str | int] = [
-                    record.generation,
-                    int(record.phase),
+                generation, phase = rank(record)
+                args: list[str | int | float] = [
+                    generation,
+                    int(phase),
                     _ms(record.updated_at),
                     record.model_dump_json(exclude_none=True),
                     self.expire_at(record),
                     int(now),
+                    record.attempt,
+                    -1 if record.progress is None else record.progress,
                 ]
                 await self._apply(keys=[job_key(record.request_id)], args=args, client=pipe)
             results = await pipe.execute()

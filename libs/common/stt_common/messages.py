@@ -9,10 +9,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    model_validator,
+)
 
 from stt_common.languages import WHISPER_LANGUAGES
 
@@ -141,6 +149,33 @@ class JobStatus(StrEnum):
     FAILED = "FAILED"
 
 
+class Stage(StrEnum):
+    """Where a job is (`stage` of result events, job records and the job response)."""
+
+    QUEUED = "queued"  # accepted; no worker has it yet
+    DOWNLOADING = "downloading"  # a worker is fetching and checking the media
+    TRANSCRIBING = "transcribing"  # the model runs; `progress` and `eta` are set
+    RETRYING = "retrying"  # a transient failure: waiting on a retry topic (`error` says why)
+    DONE = "done"  # COMPLETED or FAILED
+
+
+class ErrorType(StrEnum):
+    """Why a job FAILED (`error_type`): short codes a client can branch on."""
+
+    DOWNLOAD = "download"
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"
+    TIMEOUT = "timeout"
+    TOO_LARGE = "too_large"
+    TOO_LONG = "too_long"
+    INVALID_MEDIA = "invalid_media"
+    EMPTY_MEDIA = "empty_media"
+    BLOCKED_URL = "blocked_url"
+    UNSUPPORTED_LANGUAGE = "unsupported_language"
+    INTERNAL = "internal"
+    CANCELLED = "cancelled"  # deleted by its client while it ran
+
+
 class Phase(IntEnum):
     """Rank of a status within one generation; see `job_store` for the ordering rule."""
 
@@ -224,7 +259,9 @@ class SubmitEvent(_Event):
     source: Source = Source.KAFKA
     attempt: int = Field(1, ge=1, description="Delivery attempt within this generation (retries)")
     not_before: datetime | None = Field(
-        None, description="Set on retry topics: the job waits until then before running again"
+        None,
+        description="Only on retry topics: the job waits until then before running again. "
+        "Refused elsewhere (an event with it on the submit topic is dead-lettered as invalid)",
     )
     callback_url: CallbackUrl | None = None
     # Decoding options; the defaults are the behaviour before they existed.
@@ -245,6 +282,18 @@ class SubmitEvent(_Event):
         "raised step by step when the decode fails its checks",
     )
 
+    @model_validator(mode="after")
+    def _not_before_only_on_retry_topics(self, info: ValidationInfo) -> SubmitEvent:
+        # A wait on the submit topic would stall every job behind it on its partition.
+        on_retry_topic = bool(info.context and info.context.get(RETRY_TOPIC))
+        if self.not_before is not None and not on_retry_topic:
+            raise ValueError("not_before is only accepted on retry topics")
+        return self
+
+
+# Validation context key: True while reading a retry topic (where `not_before` is allowed).
+RETRY_TOPIC = "retry_topic"
+
 
 class TranscriptFields(BaseModel):
     """What a finished transcription carries, in the seed's field names plus additive ones."""
@@ -264,7 +313,7 @@ class TranscriptFields(BaseModel):
     )
     segments: list[Segment] | None = None
     error: str | None = None
-    error_type: str | None = None
+    error_type: ErrorType | None = None
     speech_seconds: float | None = Field(
         None,
         description="Seconds of voiced audio found (Silero VAD); near 0 with an empty "
@@ -284,11 +333,36 @@ class TranscriptFields(BaseModel):
     )
 
 
-class ResultEvent(_Event, TranscriptFields):
+class JobOrigin(BaseModel):
+    """Where a job came from: its submit event's fields that every later state of the job
+    carries (result events and job records), so each is a complete job state on its own.
+    `origin_of` is the one place that copies them; add an origin field here and there only."""
+
+    media_url: str | None = None
+    requested_language: str | None = Field(
+        None, description="The submit event's `language` (what was asked; `language` is spoken)"
+    )
+    source: Source | None = None
+    submitted_at: datetime | None = None
+    callback_url: str | None = Field(None, description="Where the webhook goes; never served")
+
+
+def origin_of(event: SubmitEvent) -> dict[str, Any]:
+    """The `JobOrigin` fields of the job `event` submits, as keyword arguments."""
+    return {
+        "media_url": event.media_url,
+        "requested_language": event.language,
+        "source": event.source,
+        "submitted_at": event.submitted_at,
+        "callback_url": event.callback_url,
+    }
+
+
+class ResultEvent(_Event, TranscriptFields, JobOrigin):
     """Progress or outcome of a job. Key: `request_id`. Topic: `stt.jobs.results`."""
 
     status: JobStatus
-    stage: str | None = Field(None, description="queued, downloading, decoding, transcribing, done")
+    stage: Stage | None = None
     progress: float | None = Field(None, ge=0, le=1, description="Share of the audio transcribed")
     attempt: int = 1
     worker: str | None = None
@@ -296,15 +370,9 @@ class ResultEvent(_Event, TranscriptFields):
         None, description="While transcribing: when the worker expects to finish (estimate)"
     )
     emitted_at: datetime = Field(default_factory=utcnow)
-    # Copied from the submit event so each result is a complete job state on its own.
-    media_url: str | None = None
-    requested_language: str | None = None
-    source: Source | None = None
-    submitted_at: datetime | None = None
-    callback_url: str | None = None
 
 
-class JobRecord(TranscriptFields):
+class JobRecord(TranscriptFields, JobOrigin):
     """A job's current state: the Redis value and the compacted status topic's value."""
 
     model_config = ConfigDict(extra="ignore")
@@ -312,17 +380,12 @@ class JobRecord(TranscriptFields):
     request_id: RequestId
     status: JobStatus
     generation: int = 1
-    media_url: str | None = None
-    requested_language: str | None = None
-    source: Source | None = None
-    stage: str | None = None
+    stage: Stage | None = None
     progress: float | None = None
     attempt: int = 1
     worker: str | None = None
     eta: datetime | None = None
-    submitted_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
-    callback_url: str | None = Field(None, description="Where the webhook goes; never served")
 
     @property
     def phase(self) -> Phase:
@@ -334,14 +397,10 @@ class JobRecord(TranscriptFields):
             request_id=event.request_id,
             status=JobStatus.PROCESSING,
             generation=event.generation,
-            media_url=event.media_url,
-            requested_language=event.language,
-            source=event.source,
-            stage="queued",
+            stage=Stage.QUEUED,
             attempt=event.attempt,
-            submitted_at=event.submitted_at,
             updated_at=event.submitted_at,
-            callback_url=event.callback_url,
+            **origin_of(event),
         )
 
     @classmethod
@@ -381,7 +440,7 @@ class JobResponse(TranscriptFields):
     request_id: str
     status: JobStatus
     message: str
-    stage: str | None = None
+    stage: Stage | None = None
     progress: float | None = None
     generation: int | None = None
     attempt: int | None = Field(None, description="Delivery attempt (grows with retries)")

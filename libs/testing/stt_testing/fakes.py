@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fakeredis
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from fastapi import FastAPI
 
@@ -110,8 +111,10 @@ class FakeConsumer:
     """The part of `AIOKafkaConsumer` the consume loops use, over in-memory partition logs.
 
     Honours pause/resume/seek like the real one: a paused partition yields nothing, a seek makes
-    the next fetch start at that offset. Sets `stop` once a fetch finds nothing left to read, so
-    a loop under test runs until it has drained what the test put in."""
+    the next fetch start at that offset; one fetch returns up to `max_records` records over
+    several partitions, as aiokafka does. Sets `stop` once a fetch finds nothing left to read, so
+    a loop under test runs until it has drained what the test put in. `revoke` plays a
+    rebalance that takes partitions away (through the subscribed listener)."""
 
     def __init__(self, stop: asyncio.Event) -> None:
         self.logs: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
@@ -120,6 +123,9 @@ class FakeConsumer:
         self.committed: dict[TopicPartition, int] = {}
         self.stop = stop
         self.fetches = 0
+        self.listener: Any = None
+        self.lost: set[TopicPartition] = set()  # revoked by `revoke`
+        self.refuse_commits: Exception | None = None
 
     def append(self, tp: TopicPartition, value: bytes) -> ConsumerRecord[bytes, bytes]:
         log = self.logs.setdefault(tp, [])
@@ -130,9 +136,20 @@ class FakeConsumer:
 
     def subscribe(self, topics: list[str], listener: Any = None) -> None:
         self.topics = topics
+        self.listener = listener
 
     def assignment(self) -> set[TopicPartition]:
-        return set(self.logs)
+        return set(self.logs) - self.lost
+
+    async def revoke(self, *tps: TopicPartition) -> None:
+        if self.listener is not None:
+            await self.listener.on_partitions_revoked(list(tps))
+        self.lost.update(tps)
+
+    async def assign_back(self, *tps: TopicPartition) -> None:
+        self.lost.difference_update(tps)
+        if self.listener is not None:
+            await self.listener.on_partitions_assigned(list(tps))
 
     def pause(self, *tps: TopicPartition) -> None:
         self.paused.update(tps)
@@ -154,19 +171,26 @@ class FakeConsumer:
     ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
         self.fetches += 1
         await asyncio.sleep(0)
-        for tp in sorted(self.logs):
-            if tp in self.paused:
+        ready: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+        room = max_records or 1_000_000
+        for tp in sorted(self.assignment()):
+            if tp in self.paused or room <= 0:
                 continue
             start = self.positions[tp]
-            batch = self.logs[tp][start : start + max_records if max_records else None]
+            batch = self.logs[tp][start : start + room]
             if batch:
                 self.positions[tp] = batch[-1].offset + 1
-                return {tp: batch}
+                ready[tp] = batch
+                room -= len(batch)
+        if ready:
+            return ready
         if timeout_ms:  # a real poll of an idle consumer: the test's records are all handled
             self.stop.set()
         return {}
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.refuse_commits is not None:
+            raise self.refuse_commits
         self.committed.update(offsets)
 
 
@@ -184,6 +208,7 @@ class FakeProducer:
     def __init__(self) -> None:
         self.sent: list[Sent] = []
         self.fail_topics: set[str] = set()
+        self.max_request_size = 1048576  # aiokafka's default
 
     async def send_and_wait(
         self,
@@ -194,6 +219,10 @@ class FakeProducer:
     ) -> None:
         if topic in self.fail_topics:
             raise KafkaConnectionError(f"fake: {topic} unreachable")
+        # aiokafka's own check, before anything is sent (AIOKafkaProducer._serialize).
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers or [])
+        if size > self.max_request_size:
+            raise MessageSizeTooLargeError(f"fake: {size} bytes over max_request_size")
         self.sent.append(Sent(topic, value, key, headers))
 
     def on(self, topic: str) -> list[Sent]:

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Final
 
-from stt_common.messages import JobRecord, JobStatus
+from stt_common.messages import JobRecord, JobStatus, Stage
 
 DEFAULT_SECONDS: Final = 2.0
 MIN_SECONDS: Final = 0.5
@@ -69,7 +69,7 @@ class PollAdvisor:
         if record.status is not JobStatus.PROCESSING:
             return None
         now = now or datetime.now(UTC)
-        if record.eta is not None and record.stage == "transcribing":
+        if record.eta is not None and record.stage is Stage.TRANSCRIBING:
             left = (record.eta - now).total_seconds() + ETA_MARGIN_SECONDS
             if left > ETA_APPROACH_SECONDS:
                 wait = max(ETA_APPROACH_SECONDS, left / 2)

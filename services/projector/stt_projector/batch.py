@@ -41,7 +41,11 @@ class BatchProjector:
             try:
                 jobs.append((i, record_from(record.topic, record.value, self.settings)))
             except PoisonEvent as exc:
-                await self._dead_letter(record, str(exc))
+                if record.topic == self.settings.topic_submit:
+                    # The transcriber group owns the submit topic's dead letters: one copy.
+                    log.warning("%s; skipped (the transcriber dead-letters it)", exc)
+                else:
+                    await self._dead_letter(record, str(exc))
         live = await self._not_deleted(records, jobs)
         applied = await self.store.apply_many([job for _, job in live], time.time())
         # Deleted while this batch was being applied: the marker is there now; undo the write.

@@ -1,13 +1,19 @@
-"""The projector loop: consume submit and result events, apply them to Redis, log the change.
+"""The projector's handler on the shared consume loop: submit and result events into Redis.
 
 Every change that Redis accepts (or already holds) is also written to the compacted status topic,
-which is what `stt projector --rebuild` reads back. Events are projected a fetched batch at a
-time (`batch`); offsets are committed only after Redis and the status topic both have the batch,
-so a crash replays events, and the ordering rule in `job_store` makes the replay harmless.
+which is what `stt projector --rebuild` reads back. Events are projected a fetched batch per
+partition at a time (`batch`); each partition is committed (`CommitPolicy.ON_DONE`) only after
+Redis and the status topic both have its batch, so a crash replays events, and the ordering rule
+in `job_store` makes the replay harmless.
 
-When Redis or Kafka is briefly unreachable the projector does not exit: the partition is
-rewound to the batch that failed and fetched again after a growing pause (at most
-`RETRY_MAX_SECONDS`), while the loop keeps polling so the group keeps this member.
+When Redis or Kafka is briefly unreachable the projector does not exit: the loop's error policy
+(`stt_common.consume.policy`) rewinds the partition to the batch that failed and fetches it again
+after a growing pause, while polling on so the group keeps this member. A record that fails for
+any other reason is isolated and, after a few attempts, dead-lettered: it never stops its
+partition.
+
+Dead letters: the projector owns those of the results topic. Unreadable or invalid events on
+the submit topic are skipped here; the transcriber group dead-letters them, once.
 """
 
 from __future__ import annotations
@@ -16,20 +22,15 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
-from aiokafka.structs import TopicPartition
-from redis.exceptions import RedisError
 
-from stt_common import bus, lifecycle, metrics
+from stt_common import bus, dead_letters, lifecycle, metrics
+from stt_common.consume import CommitPolicy, ConsumeLoop, Ready
 from stt_common.job_store import JobStore
 from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings
 from stt_projector.batch import BatchProjector
 
 log = logging.getLogger(__name__)
-TRANSIENT = (RedisError, KafkaError, OSError)
-RETRY_FIRST_SECONDS = 0.5
-RETRY_MAX_SECONDS = 5.0
 
 
 class Projector:
@@ -41,65 +42,49 @@ class Projector:
         producer: Publisher,
         stop: asyncio.Event,
     ) -> None:
-        self.consumer = consumer
+        self.settings = settings
+        self.producer = producer
         self.batch = BatchProjector(settings, store, producer)
-        self.stopping = stop
+        self.consume = ConsumeLoop(
+            consumer,
+            self,
+            commit=CommitPolicy.ON_DONE,
+            stop=stop,
+            dead_letter=self._give_up,
+            max_records=500,
+        )
+
+    def subscribe(self) -> None:
+        self.consume.subscribe([self.settings.topic_submit, self.settings.topic_results])
 
     async def run(self) -> None:
-        lag = metrics.LagReporter(self.consumer)
-        pause = RETRY_FIRST_SECONDS
-        while not self.stopping.is_set():
-            batches = await self.consumer.getmany(timeout_ms=500, max_records=500)
-            await lag.maybe_update()
-            stalled = False
-            for tp, records in batches.items():
-                stalled |= not await self._project(tp, records)
-            if stalled:
-                await self._sleep(pause)
-                pause = min(pause * 2, RETRY_MAX_SECONDS)
-            else:
-                pause = RETRY_FIRST_SECONDS
+        await self.consume.run()
 
-    async def _project(self, tp: TopicPartition, records: list[bus.Record]) -> bool:
-        """Project `records`; False when that failed and the partition was rewound to them."""
-        try:
+    async def handle(self, ready: Ready, loop: ConsumeLoop) -> None:
+        for records in ready.values():
             outcomes = await self.batch.project(records)
-        except TRANSIENT as exc:
-            first = records[0]
-            log.warning(
-                "projecting %s[%d]@%d..%d failed (%r); retrying",
-                first.topic,
-                first.partition,
-                first.offset,
-                records[-1].offset,
-                exc,
-            )
-            self.consumer.seek(tp, first.offset)
-            return False
-        for outcome in outcomes:
-            metrics.EVENTS_PROJECTED.labels(str(outcome or "dropped")).inc()
-        await self._commit(tp, records[-1].offset + 1)
-        return True
+            for outcome in outcomes:
+                metrics.EVENTS_PROJECTED.labels(str(outcome or "dropped")).inc()
+            await loop.done(*records)
 
-    async def _commit(self, tp: TopicPartition, offset: int) -> None:
-        try:
-            await self.consumer.commit({tp: offset})
-        except KafkaError as exc:  # lost in a rebalance: the new owner re-applies, harmlessly
-            log.warning("commit of %s@%d refused (%r)", tp, offset, exc)
-
-    async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self.stopping.wait(), seconds)
-        except TimeoutError:
-            pass
+    async def _give_up(self, record: bus.Record, reason: str) -> None:
+        await dead_letters.send(
+            self.producer,
+            self.settings.topic_dlq,
+            record,
+            group=self.settings.projector_group,
+            attempt=1,
+            error_type="handler_error",
+            message=reason,
+        )
 
 
 async def run_projector(settings: KafkaSettings, store: JobStore, stop: asyncio.Event) -> None:
     await bus.ensure_topics(settings)
-    consumer = bus.consumer(
-        settings, settings.topic_submit, settings.topic_results, group=settings.projector_group
-    )
+    consumer = bus.consumer(settings, group=settings.projector_group)
     producer = Publisher(settings)
+    projector = Projector(settings, store, consumer, producer, stop)
+    projector.subscribe()
     async with lifecycle.kafka_clients(consumer, producer):
         log.info("projector ready")
-        await Projector(settings, store, consumer, producer, stop).run()
+        await projector.run()

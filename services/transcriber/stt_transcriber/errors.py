@@ -4,23 +4,10 @@ from __future__ import annotations
 
 from typing import Final
 
-# Short codes that land in the job's `error_type` field.
-ERROR_TYPES: Final = frozenset(
-    {
-        "download",
-        "not_found",
-        "forbidden",
-        "timeout",
-        "too_large",
-        "too_long",
-        "invalid_media",
-        "empty_media",
-        "blocked_url",
-        "unsupported_language",
-        "internal",
-        "cancelled",
-    }
-)
+from stt_common.messages import ErrorType
+
+# Every `error_type` a failed job can carry (the metrics start each at zero).
+ERROR_TYPES: Final = frozenset(str(t) for t in ErrorType)
 
 
 class JobError(Exception):
@@ -33,11 +20,15 @@ class JobError(Exception):
     """
 
     def __init__(
-        self, message: str, error_type: str, transient: bool = False, detail: str | None = None
+        self,
+        message: str,
+        error_type: ErrorType | str,
+        transient: bool = False,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.error_type = error_type
+        self.error_type = ErrorType(error_type)  # an unknown code is a bug: fail loudly
         self.transient = transient
         self.detail = detail
 

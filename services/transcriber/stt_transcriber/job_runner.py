@@ -19,17 +19,18 @@ from pathlib import Path
 
 from stt_common import bus, otel
 from stt_common.cancellation import CANCELLED_MESSAGE, CANCELLED_TYPE
-from stt_common.messages import JobStatus, ResultEvent, SubmitEvent
+from stt_common.messages import JobStatus, ResultEvent, Stage, SubmitEvent, origin_of
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_transcriber import audio
 from stt_transcriber.decode_options import DecodeOptions
 from stt_transcriber.engine import Engine, Transcript
 from stt_transcriber.errors import JobError
 from stt_transcriber.media_fetch import fetch_media
+from stt_transcriber.outcomes import Finished, JobOutcome, Transient
 from stt_transcriber.speed import SpeedModel
 
 log = logging.getLogger(__name__)
-Report = Callable[[str, float | None], Awaitable[None]]
+Report = Callable[[Stage, float | None], Awaitable[None]]
 Cancelled = Callable[[SubmitEvent], Awaitable[bool]]  # was the job deleted by its client?
 PROGRESS_EVERY = 1.0  # seconds between progress events: fresh ETAs, yet no flood on long jobs
 CANCEL_CHECK_EVERY = 1.0  # seconds between looks at the job's cancel marker while it runs
@@ -63,6 +64,8 @@ class CancelWatch:
                     return
             except Exception as exc:  # logged by the safe points' own check too
                 log.debug("cancel check failed (%s)", exc)
+
+
 # Kafka refuses records over ~1 MiB (the producer's max_request_size, the broker's
 # message.max.bytes), and an outcome that cannot be published makes the job run again.
 RESULT_MAX_BYTES = 900_000
@@ -131,15 +134,11 @@ class JobRunner:
             attempt=job.attempt,
             status=status,
             worker=self.worker_id,
-            media_url=job.media_url,
-            requested_language=job.language,
-            source=job.source,
-            submitted_at=job.submitted_at,
-            callback_url=job.callback_url,
+            **origin_of(job),
             **fields,
         )
 
-    def progress(self, job: SubmitEvent, stage: str, share: float | None) -> ResultEvent:
+    def progress(self, job: SubmitEvent, stage: Stage, share: float | None) -> ResultEvent:
         # Duration and ETA let the API tell pollers when the result is worth asking for.
         duration = self.durations.get(job.request_id)
         eta = self.etas.get(job.request_id)
@@ -166,11 +165,28 @@ class JobRunner:
         return self._result(
             job,
             JobStatus.FAILED,
-            stage="done",
+            stage=Stage.DONE,
             error=error.message,
             error_type=error.error_type,
             processing_time=round(time.monotonic() - started, 3),
         )
+
+    async def execute(self, job: SubmitEvent, report: Report, may_retry: bool) -> JobOutcome:
+        """Run the job to its outcome. Never raises for the job's own failures: a transient one
+        is `Transient` while `may_retry`, any other (a bug included) a FAILED `Finished`."""
+        started = time.monotonic()
+        try:
+            return Finished(await self.run(job, report))
+        except JobError as exc:
+            if exc.detail:  # for operators only; the client is told exc.message
+                log.warning("%s: %s", exc.message, exc.detail, extra={"request_id": job.request_id})
+            if exc.transient and may_retry:
+                return Transient(exc)
+            return Finished(self.failed(job, exc, started))
+        except Exception as exc:  # a bug must fail the job, not crash-loop the worker
+            log.exception("job crashed", extra={"request_id": job.request_id})
+            error = JobError(f"Internal error: {exc.__class__.__name__}", "internal", False)
+            return Finished(self.failed(job, error, started))
 
     async def run(self, job: SubmitEvent, report: Report) -> ResultEvent:
         """Transcribe `job`. Raises JobError; the caller decides between retry and FAILED."""
@@ -181,7 +197,7 @@ class JobRunner:
         watching = asyncio.create_task(watch.watch())
         try:
             await self._stop_if_cancelled(job)
-            await report("downloading", None)
+            await report(Stage.DOWNLOADING, None)
             with otel.step("download"):
                 download = fetch_media(
                     job.media_url, scratch / "media", self.fetch, self.minio, watch
@@ -194,7 +210,7 @@ class JobRunner:
             await self._stop_if_cancelled(job)
             eta = Eta(datetime.now(UTC), self.speed.predict(duration))
             self.etas[job.request_id] = eta
-            await report("transcribing", 0.0)
+            await report(Stage.TRANSCRIBING, 0.0)
             with otel.step("transcribe"):
                 transcript = await self._transcribe(job, media, report, eta, watch)
             self.speed.observe(transcript.duration, time.monotonic() - eta.started)
@@ -209,7 +225,7 @@ class JobRunner:
             self._result(
                 job,
                 JobStatus.COMPLETED,
-                stage="done",
+                stage=Stage.DONE,
                 progress=1.0,
                 transcription=transcript.text,
                 duration=round(transcript.duration, 3),
@@ -248,7 +264,7 @@ class JobRunner:
                     share, reached = latest[-1]
                     eta.refine(share, reached)
                     try:
-                        await report("transcribing", round(share, 3))
+                        await report(Stage.TRANSCRIBING, round(share, 3))
                     except Exception as exc:  # progress is best effort; the result is not
                         log.warning("progress not published: %s", exc)
 

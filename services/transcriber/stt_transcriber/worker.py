@@ -1,12 +1,19 @@
-"""The transcriber's consumer loop: one job at a time, at-least-once, never evicted mid-job.
+"""The transcriber's handler on the shared consume loop: one job at a time, at-least-once.
 
-* While a job runs, every assigned partition is paused and `getmany` keeps being called, so the
-  group keeps this member however long the audio is (max.poll.interval.ms is never exceeded).
-* An offset is committed only after the job's result (or retry, or dead letter) is acknowledged.
-  A partition lost during the job is not committed: its next owner redoes the job, and the
-  ordering rule in `stt_common.job_store` makes the second result harmless.
-* Retry topics hold transient failures; their partitions are paused until the head is due, so
-  waiting jobs never block new ones on the submit topic.
+* `stt_common.consume.ConsumeLoop` fetches one record at a time (`CommitPolicy.ON_DONE`): an
+  offset is committed only after the job's result (or retry, or dead letter) is acknowledged.
+* While a job runs, every assigned partition is paused and the loop keeps polling
+  (`while_polling`), so the group keeps this member however long the audio is.
+* FENCING: a job's events go out only while this member holds the job's partition without a
+  break since the job began (`ConsumeLoop.owns` with the lease taken at start); before the final
+  result, a commit at the job's own offset asks the group coordinator itself, so a worker that
+  was frozen past the session timeout and resumes stops its job and publishes nothing more.
+  The next owner redoes the job; the ordering rule in `stt_common.job_store` keeps one result.
+* Retry topics hold transient failures; their partitions are held (gate reason `not_due`) until
+  the head is due, so waiting jobs never block new ones on the submit topic. `not_before` is
+  honoured only there: on the submit topic the event is refused as invalid.
+* Poison submit events (unreadable, invalid) are dead-lettered here, once: the transcriber
+  group owns the submit topic's dead letters (the projector skips them).
 """
 
 from __future__ import annotations
@@ -15,34 +22,35 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
 from stt_common import bus, dead_letters, metrics, otel, tracing
-from stt_common.job_store import JobStore
-from stt_common.messages import JobStatus, Phase, ResultEvent, SubmitEvent
+from stt_common.consume import CommitPolicy, ConsumeLoop, HandedBack, Ready
+from stt_common.job_store import JobStore, settles
+from stt_common.messages import (
+    RETRY_TOPIC,
+    ErrorType,
+    JobStatus,
+    ResultEvent,
+    Stage,
+    SubmitEvent,
+)
 from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings
 from stt_transcriber.errors import JobError
-from stt_transcriber.job_runner import JobRunner
+from stt_transcriber.job_runner import JobRunner, Report
+from stt_transcriber.outcomes import JobOutcome, Transient, retry_of, retrying
 
 log = logging.getLogger(__name__)
 POLL_WHILE_BUSY = 1.0  # seconds between keep-alive polls while a job runs
+NOT_DUE = "not_due"  # gate reason: the head of a retry topic waits for its not_before
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        for tp in revoked:
-            self.worker.waiting.pop(tp, None)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        if self.worker.busy:
-            self.worker.consumer.pause(*assigned)
+class Fenced(Exception):
+    """This worker lost the job's partition: its events must not go out any more."""
 
 
 class Worker:
@@ -59,35 +67,29 @@ class Worker:
         self.settings = settings
         self.runner = runner
         self.store = store
-        self.consumer = consumer
         self.producer = producer
         self.stop = stop
         self.shutdown_grace = shutdown_grace
         self.retry_steps = settings.retry_topics()
-        self.waiting: dict[TopicPartition, datetime] = {}  # retry partitions paused until due
-        self.busy = False
-        self.lag = metrics.LagReporter(consumer)
+        self.consume = ConsumeLoop(
+            consumer,
+            self,
+            commit=CommitPolicy.ON_DONE,
+            stop=stop,
+            dead_letter=self._give_up,
+            max_records=1,
+        )
 
     def subscribe(self) -> None:
-        topics = [self.settings.topic_submit, *(name for name, _ in self.retry_steps)]
-        self.consumer.subscribe(topics, listener=_Rebalance(self))
+        self.consume.subscribe([self.settings.topic_submit, *(n for n, _ in self.retry_steps)])
 
     async def run(self) -> None:
-        while not self.stop.is_set():
-            self._resume_due()
-            batches = await self.consumer.getmany(timeout_ms=500, max_records=1)
-            await self.lag.maybe_update()
-            for tp, records in batches.items():
-                for record in records:
-                    await self._handle(tp, record)
+        await self.consume.run()
 
-    def _resume_due(self) -> None:
-        now = datetime.now(UTC)
-        for tp, due in list(self.waiting.items()):
-            if due <= now:
-                del self.waiting[tp]
-                if tp in self.consumer.assignment():
-                    self.consumer.resume(tp)
+    async def handle(self, ready: Ready, loop: ConsumeLoop) -> None:
+        for tp, records in ready.items():
+            for record in records:
+                await self._handle(tp, record)
 
     async def _handle(self, tp: TopicPartition, record: bus.Record) -> None:
         # This worker's span of the job's trace: its log lines and the events it sends carry it
@@ -100,27 +102,39 @@ class Worker:
             await self._handle_job(tp, record)
 
     async def _handle_job(self, tp: TopicPartition, record: bus.Record) -> None:
+        on_retry_topic = tp.topic != self.settings.topic_submit
         try:
-            job = bus.decode(SubmitEvent, record.value)
+            job = bus.decode(SubmitEvent, record.value, {RETRY_TOPIC: on_retry_topic})
         except (ValidationError, ValueError) as exc:
             await self._dead_letter(record, 1, "poison_event", f"unreadable submit event: {exc}")
-            await self._commit(tp, record)
+            await self.consume.done(record)
             return
         if job.not_before and job.not_before > datetime.now(UTC):
             # Head of a retry topic not yet due: rewind and park the partition until it is.
-            self.consumer.seek(tp, record.offset)
-            self.consumer.pause(tp)
-            self.waiting[tp] = job.not_before
+            self.consume.rewind(tp, record.offset)
+            self.consume.gate.hold(tp, NOT_DUE, until=job.not_before)
             return
         if await self._already_final(job):
             log.info("already final; skipped", extra={"request_id": job.request_id})
-            await self._commit(tp, record)
+            await self.consume.done(record)
             return
-        if await self._run_while_polling(job, record):
-            await self._commit(tp, record)
-        elif not self.stop.is_set():
-            self.consumer.seek(tp, record.offset)  # could not publish the outcome: redo later
-            await asyncio.sleep(1)
+        lease = self.consume.lease(tp)
+        try:
+            await self.consume.while_polling(
+                self._execute(job, record, lease), POLL_WHILE_BUSY, self.shutdown_grace
+            )
+        except HandedBack:
+            log.warning(
+                "shutdown: handing back the running job", extra={"request_id": job.request_id}
+            )
+            return
+        except Fenced:
+            log.warning(
+                "partition lost while the job ran: stopped, nothing more published",
+                extra={"request_id": job.request_id},
+            )
+            return
+        await self.consume.done(record)
 
     async def _already_final(self, job: SubmitEvent) -> bool:
         try:
@@ -128,52 +142,31 @@ class Worker:
         except Exception as exc:  # Redis is only a shortcut here; Kafka stays the truth
             log.warning("job lookup failed (%s); running the job", exc)
             return False
-        if current is None:
-            return False
-        return current.generation > job.generation or (
-            current.generation == job.generation and current.phase is Phase.TERMINAL
-        )
+        return current is not None and settles(current, job.generation)
 
-    async def _run_while_polling(self, job: SubmitEvent, record: bus.Record) -> bool:
-        """Run the job while polling with all partitions paused; True once its outcome is out."""
-        self.busy = True
-        self.consumer.pause(*self.consumer.assignment())
-        task = asyncio.create_task(self._execute(job, record))
-        deadline: float | None = None
-        loop = asyncio.get_running_loop()
-        try:
-            while not task.done():
-                await asyncio.wait({task}, timeout=POLL_WHILE_BUSY)
-                if self.stop.is_set() and deadline is None:
-                    deadline = loop.time() + self.shutdown_grace
-                if deadline is not None and loop.time() > deadline and not task.done():
-                    log.warning(
-                        "shutdown: handing back the running job",
-                        extra={"request_id": job.request_id},
-                    )
-                    task.cancel()
-                    return False
-                await self._keep_alive()
-            return task.result()
-        except asyncio.CancelledError:
-            return False
-        finally:
-            self.busy = False
-            resumable = [tp for tp in self.consumer.assignment() if tp not in self.waiting]
-            self.consumer.resume(*resumable)
+    async def _fence(self, record: bus.Record, lease: int, final: bool) -> None:
+        """Raise `Fenced` unless this member still holds the record's partition (see module)."""
+        tp = TopicPartition(record.topic, record.partition)
+        if not self.consume.owns(tp, lease):
+            raise Fenced()
+        if final:
+            try:  # a commit at the job's own offset moves nothing, but the coordinator checks
+                await self.consume.consumer.commit({tp: record.offset})  # the generation
+            except (CommitFailedError, IllegalStateError) as exc:
+                raise Fenced() from exc
+            if not self.consume.owns(tp, lease):
+                raise Fenced()
 
-    async def _keep_alive(self) -> None:
-        self.consumer.pause(*self.consumer.assignment())  # partitions assigned since the last poll
-        strays = await self.consumer.getmany(timeout_ms=0)
-        for tp, records in strays.items():
-            self.consumer.seek(tp, records[0].offset)  # not ours to run yet; fetch again later
-        await self.lag.maybe_update()
-
-    async def _execute(self, job: SubmitEvent, record: bus.Record) -> bool:
+    async def _execute(self, job: SubmitEvent, record: bus.Record, lease: int) -> None:
+        """Run the job and publish its outcome; raises `Fenced` once the partition is lost, a
+        Kafka error when the outcome could not be published (the loop rewinds: it runs again)."""
         started = asyncio.get_running_loop().time()
         metrics.job_picked_up(job.submitted_at, job.attempt)
+        tp = TopicPartition(record.topic, record.partition)
 
-        async def report(stage: str, share: float | None) -> None:
+        async def report(stage: Stage, share: float | None) -> None:
+            if not self.consume.owns(tp, lease):
+                return  # fenced: the job is being stopped; nothing more goes out
             # Progress is a courtesy to pollers: a broker hiccup must not fail the job.
             try:
                 await self._publish(self.runner.progress(job, stage, share))
@@ -182,56 +175,57 @@ class Worker:
                     "progress not published (%s)", exc, extra={"request_id": job.request_id}
                 )
 
-        try:
-            try:
-                result = await self.runner.run(job, report)
-            except JobError as exc:
-                if exc.detail:  # for operators only; the client is told exc.message
-                    log.warning(
-                        "%s: %s", exc.message, exc.detail, extra={"request_id": job.request_id}
-                    )
-                if exc.transient and job.attempt <= len(self.retry_steps):
-                    await self._retry(job, exc)
-                    return True
-                result = self.runner.failed(job, exc, started)
-            except Exception as exc:  # a bug must fail the job, not crash-loop the worker
-                log.exception("job crashed", extra={"request_id": job.request_id})
-                error = JobError(f"Internal error: {exc.__class__.__name__}", "internal", False)
-                result = self.runner.failed(job, error, started)
-            with otel.step("result publish", "PRODUCER"):
-                await self._publish(result)
-            metrics.job_finished(result, asyncio.get_running_loop().time() - started)
-            if result.status is JobStatus.FAILED and result.error_type != "cancelled":
-                await self._dead_letter(
-                    record, job.attempt, result.error_type or "failed", result.error or ""
-                )
-            log.info(
-                "job %s",
-                result.status,
-                extra={"request_id": job.request_id, "processing_time": result.processing_time},
+        may_retry = job.attempt <= len(self.retry_steps)
+        outcome = await self._run_fenced(job, report, tp, lease, may_retry)
+        await self._fence(record, lease, final=True)
+        if isinstance(outcome, Transient):
+            await self._retry(job, outcome.error)
+            return
+        result = outcome.result
+        with otel.step("result publish", "PRODUCER"):
+            await self._publish(result)
+        metrics.job_finished(result, asyncio.get_running_loop().time() - started)
+        if result.status is JobStatus.FAILED and result.error_type is not ErrorType.CANCELLED:
+            await self._dead_letter(
+                record, job.attempt, result.error_type or "failed", result.error or ""
             )
-            return True
-        except (KafkaError, OSError) as exc:
-            log.warning("outcome not published (%s); the job will run again", exc)
-            return False
+        log.info(
+            "job %s",
+            result.status,
+            extra={"request_id": job.request_id, "processing_time": result.processing_time},
+        )
+
+    async def _run_fenced(
+        self, job: SubmitEvent, report: Report, tp: TopicPartition, lease: int, may_retry: bool
+    ) -> JobOutcome:
+        """`runner.execute`, stopped (`Fenced`) as soon as this member no longer holds `tp`."""
+        run = asyncio.ensure_future(self.runner.execute(job, report, may_retry))
+        while not run.done():
+            await asyncio.wait({run}, timeout=POLL_WHILE_BUSY)
+            if not run.done() and not self.consume.owns(tp, lease):
+                run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
+                raise Fenced()
+        return run.result()
 
     async def _retry(self, job: SubmitEvent, error: JobError) -> None:
         topic, delay = self.retry_steps[job.attempt - 1]
         due = datetime.now(UTC) + timedelta(seconds=delay)
-        again = job.model_copy(update={"attempt": job.attempt + 1, "not_before": due})
         await self.producer.send_and_wait(
             topic,
-            bus.encode(again),
+            bus.encode(retry_of(job, due)),
             key=bus.key(job.request_id),
             headers=tracing.current_kafka_headers(),
         )
-        note = f"retrying in {delay:g}s after: {error.message}"
         await self._publish(
-            self.runner.progress(job, "retrying", None).model_copy(
-                update={"attempt": job.attempt + 1, "error": note}
-            )
+            retrying(self.runner.progress(job, Stage.RETRYING, None), job, delay, error)
         )
-        log.info(note, extra={"request_id": job.request_id, "attempt": job.attempt})
+        log.info(
+            "retrying in %gs after: %s",
+            delay,
+            error.message,
+            extra={"request_id": job.request_id, "attempt": job.attempt},
+        )
 
     async def _publish(self, event: ResultEvent) -> None:
         await self.producer.send_and_wait(
@@ -240,6 +234,10 @@ class Worker:
             key=bus.key(event.request_id),
             headers=tracing.current_kafka_headers(),
         )
+
+    async def _give_up(self, record: bus.Record, reason: str) -> None:
+        """The loop's last resort for a record that keeps failing (see consume/policy.py)."""
+        await self._dead_letter(record, 1, "handler_error", reason)
 
     async def _dead_letter(
         self, record: bus.Record, attempt: int, error_type: str, message: str
@@ -253,11 +251,3 @@ class Worker:
             error_type=error_type,
             message=message,
         )
-
-    async def _commit(self, tp: TopicPartition, record: bus.Record) -> None:
-        if tp not in self.consumer.assignment():
-            return  # lost in a rebalance; the new owner decides
-        try:
-            await self.consumer.commit({tp: record.offset + 1})
-        except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("commit of %s@%d refused (%s); it may run twice", tp, record.offset, exc)

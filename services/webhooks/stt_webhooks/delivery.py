@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DeliveryOutcome:
     delivered: bool
     attempts: int
     reason: str = ""  # why it was not delivered
@@ -58,7 +58,7 @@ class Deliverer:
             headers[SIGNATURE_HEADER] = signature(body, self.secret)
         return headers
 
-    async def deliver(self, event: ResultEvent, url: str, deadline: float) -> Outcome:
+    async def deliver(self, event: ResultEvent, url: str, deadline: float) -> DeliveryOutcome:
         """Deliver until a 2xx, a permanent failure, or `deadline` (time.time())."""
         body = body_of(event)
         attempt = 0
@@ -70,10 +70,10 @@ class Deliverer:
             except AttemptFailed as exc:
                 metrics.WEBHOOK_ATTEMPTS.labels(exc.result).inc()
                 if exc.permanent:
-                    return Outcome(False, attempt, exc.message)
+                    return DeliveryOutcome(False, attempt, exc.message)
                 left = deadline - time.time()
                 if left <= 0:
-                    return Outcome(False, attempt, self._gave_up(attempt, exc))
+                    return DeliveryOutcome(False, attempt, self._gave_up(attempt, exc))
                 delay = backoff(
                     attempt, self.settings.webhook_backoff, self.settings.webhook_backoff_max
                 )
@@ -87,7 +87,7 @@ class Deliverer:
                 await asyncio.sleep(delay)
                 continue
             metrics.WEBHOOK_ATTEMPTS.labels("2xx").inc()
-            return Outcome(True, attempt)
+            return DeliveryOutcome(True, attempt)
 
     def _gave_up(self, attempts: int, last: AttemptFailed) -> str:
         window = self.settings.webhook_retry_seconds

@@ -3,9 +3,10 @@
 * Deliveries run concurrently (STT_WEBHOOK_CONCURRENCY POSTs at once), so a receiver that hangs
   or keeps failing only holds its own task; when STT_WEBHOOK_MAX_PENDING deliveries are held
   (retries included), reading pauses until some finish.
-* An offset is committed once its record and every earlier one are done: delivered,
+* Runs on the shared consume loop (`stt_common.consume`) with `CommitPolicy.BEFORE_FETCH`: an
+  offset is committed once its record and every earlier one are done: delivered,
   dead-lettered, or not a webhook. A partition taken away cancels its deliveries; its next owner
-  starts them again.
+  starts them again. The pending limit is a gate reason (`full`) that pauses every partition.
 """
 
 from __future__ import annotations
@@ -14,19 +15,19 @@ import asyncio
 import logging
 from typing import TypeAlias
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from stt_common import bus, cancellation, dead_letters, metrics, otel, tracing
+from stt_common.consume import CommitPolicy, ConsumeLoop, Ready
 from stt_common.messages import JobStatus, ResultEvent
 from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings, WebhookSettings
-from stt_webhooks.delivery import Deliverer, Outcome
+from stt_webhooks.delivery import Deliverer, DeliveryOutcome
 from stt_webhooks.marks import Marks
-from stt_webhooks.offsets import Offsets
 
 log = logging.getLogger(__name__)
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
@@ -43,17 +44,7 @@ def webhook_of(record: Record) -> ResultEvent | None:
     return event
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, runner: Webhooks) -> None:
-        self.runner = runner
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.runner.commit()  # keep what is finished
-        for tp in revoked:
-            self.runner.drop(tp)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        pass
+FULL = "full"  # gate reason: STT_WEBHOOK_MAX_PENDING deliveries are held
 
 
 class Webhooks:
@@ -69,86 +60,87 @@ class Webhooks:
     ) -> None:
         self.kafka = kafka
         self.hooks = hooks
-        self.consumer = consumer
         self.producer = producer
         self.redis = redis
         self.marks = Marks(redis, job_ttl)
         self.deliverer = Deliverer(hooks)
         self.stop = stop
-        self.offsets = Offsets()
         self.tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         # (request_id, generation) -> the task delivering it: a duplicate result waits for none.
         self.active: dict[tuple[str, int], asyncio.Task[None]] = {}
-        self.unsent: dict[TopicPartition, int] = {}  # commits that failed, tried again next time
+        self.consume = ConsumeLoop(
+            consumer,
+            self,
+            commit=CommitPolicy.BEFORE_FETCH,
+            stop=stop,
+            dead_letter=self._give_up,
+            fetch_timeout_ms=200,
+        )
 
     def subscribe(self) -> None:
-        self.consumer.subscribe([self.kafka.topic_results], listener=_Rebalance(self))
+        self.consume.subscribe([self.kafka.topic_results])
 
     @property
     def pending(self) -> int:
         return sum(len(t) for t in self.tasks.values())
 
     async def run(self) -> None:
-        lag = metrics.LagReporter(self.consumer)
-        try:
-            while not self.stop.is_set():
-                await self.commit()
-                room = self.hooks.webhook_max_pending - self.pending
-                metrics.WEBHOOKS_PENDING.set(self.pending)
-                if room <= 0:  # full: keep polling (group membership) without fetching
-                    self.consumer.pause(*self.consumer.assignment())
-                else:
-                    self.consumer.resume(*self.consumer.assignment())
-                batches = await self.consumer.getmany(
-                    timeout_ms=200, max_records=min(500, max(room, 1))
-                )
-                await lag.maybe_update()
-                for tp, records in batches.items():
-                    for record in records:
-                        self.take(tp, record)
-        finally:  # unfinished deliveries are handed back uncommitted
-            running = [t for tasks in self.tasks.values() for t in tasks]
-            for tp in list(self.tasks):
-                self.drop(tp, keep_tracking=True)
-            await asyncio.gather(*running, return_exceptions=True)
-            await self.commit()
+        await self.consume.run()
 
-    def take(self, tp: TopicPartition, record: Record) -> None:
-        self.offsets.take(tp, record.offset)
+    def before_fetch(self, loop: ConsumeLoop) -> None:
+        room = self.hooks.webhook_max_pending - self.pending
+        metrics.WEBHOOKS_PENDING.set(self.pending)
+        if room <= 0:  # full: keep polling (group membership) without fetching
+            loop.gate.hold_all(FULL)
+        else:
+            loop.gate.release_all(FULL)
+        loop.max_records = min(500, max(room, 1))
+
+    async def handle(self, ready: Ready, loop: ConsumeLoop) -> None:
+        for tp, records in ready.items():
+            for record in records:
+                await self.take(tp, record)
+
+    async def revoked(self, revoked: list[TopicPartition], loop: ConsumeLoop) -> None:
+        for tp in revoked:
+            self.drop(tp)
+
+    async def stopping(self, loop: ConsumeLoop) -> None:
+        """Unfinished deliveries are handed back uncommitted."""
+        running = [t for tasks in self.tasks.values() for t in tasks]
+        for tp in list(self.tasks):
+            self.drop(tp)
+        await asyncio.gather(*running, return_exceptions=True)
+
+    async def take(self, tp: TopicPartition, record: Record) -> None:
         event = webhook_of(record)
         if event is None:
-            self.offsets.finish(tp, record.offset)
+            await self.consume.done(record)
             return
-        task = asyncio.create_task(self.handle(tp, record, event))
+        task = asyncio.create_task(self.deliver_one(tp, record, event))
         tasks = self.tasks.setdefault(tp, set())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    def drop(self, tp: TopicPartition, keep_tracking: bool = False) -> None:
+    def drop(self, tp: TopicPartition) -> None:
         dropped = self.tasks.pop(tp, set())
         for task in dropped:
             task.cancel()
         # At once, not when the tasks see their cancellation: the next owner may be this process.
         self.active = {k: t for k, t in self.active.items() if t not in dropped}
-        if not keep_tracking:
-            self.offsets.forget(tp)
 
-    async def commit(self) -> None:
-        assigned = self.consumer.assignment()
-        moves = self.unsent | self.offsets.committable()
-        moves = {tp: offset for tp, offset in moves.items() if tp in assigned}
-        self.unsent = {}
-        if not moves:
-            return
-        try:
-            await self.consumer.commit(moves)
-        except (CommitFailedError, IllegalStateError) as exc:  # the partitions moved meanwhile
-            log.warning("commit refused (%s); some webhooks may be sent twice", exc)
-        except KafkaError as exc:
-            log.warning("commit failed (%s); trying again", exc)
-            self.unsent = moves
+    async def _give_up(self, record: Record, reason: str) -> None:
+        await dead_letters.send(
+            self.producer,
+            self.kafka.topic_dlq,
+            record,
+            group=self.kafka.webhooks_group,
+            attempt=1,
+            error_type="handler_error",
+            message=reason,
+        )
 
-    async def handle(self, tp: TopicPartition, record: Record, event: ResultEvent) -> None:
+    async def deliver_one(self, tp: TopicPartition, record: Record, event: ResultEvent) -> None:
         # A span of the job's trace (with OTEL_EXPORTER_OTLP_ENDPOINT), child of its result.
         with tracing.use(tracing.from_kafka(record.headers)), otel.step("webhook", "CLIENT"):
             await self._handle(tp, record, event)
@@ -160,7 +152,7 @@ class Webhooks:
         if key in self.active:
             metrics.WEBHOOK_DELIVERIES.labels("skipped").inc()
             log.info("webhook in progress; duplicate result skipped", extra=extra)
-            self.offsets.finish(tp, record.offset)
+            await self.consume.done(record)
             return
         assert me is not None
         self.active[key] = me  # before any await, so a duplicate in the same batch sees it
@@ -177,15 +169,15 @@ class Webhooks:
         finally:
             if self.active.get(key) is me:
                 del self.active[key]
-        self.offsets.finish(tp, record.offset)
+        await self.consume.done(record)
 
-    async def _deliver(self, record: Record, event: ResultEvent) -> Outcome:
+    async def _deliver(self, record: Record, event: ResultEvent) -> DeliveryOutcome:
         deadline = record.timestamp / 1000 + self.hooks.webhook_retry_seconds
         try:
             return await self.deliverer.deliver(event, event.callback_url or "", deadline)
         except Exception as exc:  # a bug must not stall the partition's commits forever
             log.exception("webhook crashed", extra={"request_id": event.request_id})
-            return Outcome(False, 1, f"internal error: {exc.__class__.__name__}")
+            return DeliveryOutcome(False, 1, f"internal error: {exc.__class__.__name__}")
 
     async def _cancelled(self, event: ResultEvent) -> bool:
         try:
@@ -194,7 +186,7 @@ class Webhooks:
             log.warning("cancel check failed (%s); delivering", exc)
             return False
 
-    async def _conclude(self, record: Record, event: ResultEvent, outcome: Outcome) -> None:
+    async def _conclude(self, record: Record, event: ResultEvent, outcome: DeliveryOutcome) -> None:
         extra = {"request_id": event.request_id, "attempt": outcome.attempts}
         if outcome.delivered:
             metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
