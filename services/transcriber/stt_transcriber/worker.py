@@ -20,7 +20,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
-from stt_common import bus, dead_letters, metrics, otel, tracing
+from stt_common import bus, claims, dead_letters, metrics, otel, tracing
 from stt_common.job_store import JobStore
 from stt_common.messages import JobStatus, Phase, ResultEvent, SubmitEvent
 from stt_common.publisher import Publisher
@@ -55,6 +55,7 @@ class Worker:
         producer: Publisher,
         stop: asyncio.Event,
         shutdown_grace: float,
+        claim_lease: float = claims.DEFAULT_LEASE,
     ) -> None:
         self.settings = settings
         self.runner = runner
@@ -67,6 +68,7 @@ class Worker:
         self.waiting: dict[TopicPartition, datetime] = {}  # retry partitions paused until due
         self.busy = False
         self.lag = metrics.LagReporter(consumer)
+        self.claims = claims.Claims(store.redis, runner.worker_id, claim_lease, store.ttl)
 
     def subscribe(self) -> None:
         topics = [self.settings.topic_submit, *(name for name, _ in self.retry_steps)]
@@ -116,11 +118,26 @@ class Worker:
             log.info("already final; skipped", extra={"request_id": job.request_id})
             await self._commit(tp, record)
             return
-        if await self._run_while_polling(job, record):
+        claim = await self.claims.acquire(job)  # at most one run per generation (claims.py)
+        if claim.outcome in (claims.ClaimOutcome.DONE, claims.ClaimOutcome.STALE):
+            rid = {"request_id": job.request_id}
+            log.info("copy of a %s job; skipped", claim.outcome, extra=rid)
             await self._commit(tp, record)
-        elif not self.stop.is_set():
-            self.consumer.seek(tp, record.offset)  # could not publish the outcome: redo later
+            return
+        if not claim.granted:  # another worker runs it: look again once its lease may be gone
+            self.consumer.seek(tp, record.offset)
             await asyncio.sleep(1)
+            return
+        async with self.claims.renewing(claim):
+            finished = await self._run_while_polling(job, record)
+        if finished:
+            await self.claims.finish(job.request_id)
+            await self._commit(tp, record)
+        else:
+            await self.claims.release(job.request_id)
+            if not self.stop.is_set():
+                self.consumer.seek(tp, record.offset)  # could not publish the outcome: redo later
+                await asyncio.sleep(1)
 
     async def _already_final(self, job: SubmitEvent) -> bool:
         try:
@@ -225,6 +242,7 @@ class Worker:
             key=bus.key(job.request_id),
             headers=tracing.current_kafka_headers(),
         )
+        await self.claims.hand_on(job.request_id, job.attempt + 1)
         note = f"retrying in {delay:g}s after: {error.message}"
         await self._publish(
             self.runner.progress(job, "retrying", None).model_copy(
