@@ -144,10 +144,13 @@ def mark_store_ready(env: dict[str, str]) -> None:
         host=env.get("REDIS_HOST", "localhost"),
         port=int(env.get("REDIS_PORT", "6379")),
         password=env.get("REDIS_PASSWORD") or None,
+        socket_connect_timeout=3,
     )
     try:
         topic = env.get("KAFKA_TOPIC_STATUS", "stt.jobs.status")
         client.hset(epoch_key(topic), mapping={"state": "ready", "epoch": "test"})
+    except redis.ConnectionError:
+        pass  # a test of an API whose Redis is not there
     finally:
         client.close()
 

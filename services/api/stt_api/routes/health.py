@@ -28,7 +28,7 @@ async def ready(
         await store.redis.set(READY_PROBE_KEY, "1", ex=READY_PROBE_TTL)
         checks["redis"] = "ok"
     except ResponseError as exc:
-        checks["redis"] = f"refuses writes: {str(exc).split(' ', 1)[0]}"
+        checks["redis"] = f"refuses writes: {type(exc).__name__}"  # OutOfMemoryError, ReadOnlyError
     except Exception as exc:
         checks["redis"] = f"unreachable: {exc.__class__.__name__}"
     if not publisher.started:
