@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from stt_common.messages import JobStatus, ResultEvent
+from stt_local.errors import LocalStackError
 from stt_testing import kafka_tools
 from tests.faults.conftest import FaultStack, new_ids
 
@@ -53,7 +54,20 @@ def kill_redis(infra: Any, wipe: bool) -> None:
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
-    infra.start("redis")
+    start_again(infra, "redis")
+
+
+def start_again(infra: Any, server: str, timeout: float = 30) -> None:
+    """Start a killed server again; its port can look busy for a moment after kill -9."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            infra.start(server)
+            return
+        except LocalStackError as exc:
+            if "already in use" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def poll_until_restored(
@@ -193,7 +207,7 @@ async def test_kafka_killed_during_a_burst_every_503_is_refused_or_unknown_and_t
     await asyncio.to_thread(kill_kafka, infra)
     await submitting
     await asyncio.sleep(3)
-    await asyncio.to_thread(infra.start, "kafka")
+    await asyncio.to_thread(start_again, infra, "kafka")
 
     codes = Counter(r.status_code for r in answers.values())
     assert set(codes) <= {202, 503}, {rid: (r.status_code, r.text) for rid, r in answers.items()}
