@@ -40,8 +40,11 @@ async def watch_store(
             if await store_epoch.state(store.redis, topic) is not StoreState.READY:
                 if await store_epoch.begin_restore(store.redis, topic, owner, LEASE):
                     await _restore(settings, store, owner)
-        except (RedisError, KafkaError, OSError) as exc:
+        except (RedisError, KafkaError, OSError, LookupError) as exc:
+            # LookupError: the status topic is not created yet (the consume loop creates it).
             log.warning("store restore failed (%s); retrying", exc)
+        except Exception:  # the watch must outlive any one failed attempt
+            log.exception("store restore failed; retrying")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), CHECK_EVERY)
 
