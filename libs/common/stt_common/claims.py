@@ -89,7 +89,9 @@ class Claim:
     key: str
     value: str
     outcome: ClaimOutcome
-    lost: bool = field(default=False)  # a renewal found the claim taken by another worker
+    # A renewal found the claim taken by another worker (ours lapsed: frozen, partitioned).
+    # Logged only: stopping the job then is the fencing of issue 13 item 6.
+    lost: bool = field(default=False)
 
     @property
     def granted(self) -> bool:
