@@ -63,8 +63,15 @@ class RedisServer(Server):
         return [
             self._binary or find_redis_server(), *config,
             "--port", str(self.port), "--bind", self.host, "--dir", str(self.dir),
-            "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "",
+            "--save", "", "--daemonize", "no", "--logfile", "",
+            # Jobs survive a restart (kill -9 included): every write is appended, fsynced once
+            # a second. Losing the data anyway is detected and repaired (stt_common.store_epoch).
+            "--appendonly", "yes", "--appendfsync", "everysec",
         ]  # fmt: skip
+
+    def data_paths(self) -> list[Path]:
+        """Where the server keeps its data (the append-only files, a snapshot if any)."""
+        return [self.dir / "appendonlydir", self.dir / "dump.rdb"]
 
     def check(self, timeout: float = 3.0) -> None:
         import redis

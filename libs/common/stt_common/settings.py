@@ -346,6 +346,9 @@ class WorkerSettings(_Base):
         30.0, ge=0, description="Seconds SIGTERM waits for the current job"
     )
     work_dir: Path = Path("/tmp/stt-work")
+    claim_lease: float = Field(
+        30.0, ge=1, description="Seconds a job's claim outlives a worker that stops renewing it"
+    )
 
 
 class MetricsSettings(_Base):

@@ -24,11 +24,12 @@ from stt_api.media_store import MediaStore
 from stt_api.openai_format import served_model_id
 from stt_api.polling import PollAdvisor
 from stt_api.rate_limit import RateLimiter
-from stt_api.submit_events import PublishError
+from stt_api.submit_events import PublishRefused, PublishUnknown
 from stt_api.upload_slots import UploadSlots
 from stt_common.job_store import JobStore
 from stt_common.messages import SubmitEvent
-from stt_common.settings import Settings
+from stt_common.settings import KafkaSettings, Settings
+from stt_common.store_epoch import epoch_key
 from stt_common.tracing import TraceContext
 
 
@@ -39,19 +40,23 @@ class FakeSubmitPublisher:
     published: list[tuple[SubmitEvent, TraceContext | None]] = field(default_factory=list)
     forgotten: list[str] = field(default_factory=list)
     refuse: bool = False  # True: every send fails as a Kafka outage would
+    unknown: bool = False  # True: every send times out unacknowledged (and is never delivered)
     started: bool = True
+    settings: KafkaSettings = field(default_factory=KafkaSettings)
 
     async def start(self) -> None:
         self.started = True
 
     async def publish(self, event: SubmitEvent, trace: TraceContext | None = None) -> None:
         if self.refuse:
-            raise PublishError("Kafka refused the job: KafkaConnectionError")
+            raise PublishRefused("Kafka refused the job: KafkaConnectionError")
+        if self.unknown:
+            raise PublishUnknown("Kafka did not acknowledge the job within 3s")
         self.published.append((event, trace))
 
     async def forget(self, request_id: str) -> None:
         if self.refuse:
-            raise PublishError("Kafka refused the job: KafkaConnectionError")
+            raise PublishRefused("Kafka refused the job: KafkaConnectionError")
         self.forgotten.append(request_id)
 
     async def close(self) -> None:
@@ -70,9 +75,13 @@ def in_process_api(settings: Settings) -> InProcessApi:
     """`create_app(settings)` wired to fakeredis and a fake publisher, without its lifespan
     (which would connect to the real servers): drive it with `httpx.ASGITransport`."""
     app = create_app(settings)
-    redis = fakeredis.FakeAsyncRedis()
+    server = fakeredis.FakeServer()
+    redis = fakeredis.FakeAsyncRedis(server=server)
+    # The store is complete (as a projector would have marked it): unknown jobs are 404.
+    marker = epoch_key(settings.kafka.topic_status)
+    fakeredis.FakeRedis(server=server).hset(marker, mapping={"state": "ready"})
     store = JobStore(redis, settings.redis.job_ttl)
-    publisher = FakeSubmitPublisher()
+    publisher = FakeSubmitPublisher(settings=settings.kafka)
     wiring = Wiring(
         settings=settings,
         job_store=store,

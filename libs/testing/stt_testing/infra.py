@@ -76,7 +76,8 @@ class Infra:
         self.require_stack().stop(server)
 
     def start(self, server: str) -> None:
-        """Start it again and wait until it answers (Kafka keeps its data; Redis starts empty)."""
+        """Start it again and wait until it answers (Kafka keeps its data; Redis too, from its
+        append-only file, unless a test wiped it)."""
         self.require_stack().start(server)
 
     def restart(self, server: str) -> None:

@@ -132,7 +132,32 @@ class Api(Service):
         raise TimeoutError(f"api not healthy after {timeout}s:\n{self.tail()}")
 
 
+def mark_store_ready(env: dict[str, str]) -> None:
+    """Mark the Redis of `env` as complete for its status topic, as a projector does once it has
+    checked it (stt_common.store_epoch): an API tested without a projector answers 404, not 503,
+    for unknown jobs."""
+    import redis
+
+    from stt_common.store_epoch import epoch_key
+
+    client = redis.Redis(
+        host=env.get("REDIS_HOST", "localhost"),
+        port=int(env.get("REDIS_PORT", "6379")),
+        password=env.get("REDIS_PASSWORD") or None,
+        socket_connect_timeout=3,
+    )
+    try:
+        topic = env.get("KAFKA_TOPIC_STATUS", "stt.jobs.status")
+        client.hset(epoch_key(topic), mapping={"state": "ready", "epoch": "test"})
+    except redis.ConnectionError:
+        pass  # a test of an API whose Redis is not there
+    finally:
+        client.close()
+
+
 def api(env: dict[str, str], workdir: Path) -> Api:
+    """The API process; the store is marked complete first (see mark_store_ready)."""
+    mark_store_ready(env)
     port = free_port()
     return Api("api", ["api", "--port", str(port)], env, workdir, port=port)
 

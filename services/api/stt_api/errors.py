@@ -15,6 +15,8 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
+from stt_common.store_epoch import RESTORE_RETRY_AFTER, RESTORING_DETAIL, StoreRestoring
+
 log = logging.getLogger(__name__)
 REDIS_RETRY_AFTER: Final = "1"
 REDIS_LOG_EVERY: Final = 10.0  # seconds between warnings while Redis fails: no log per request
@@ -105,7 +107,18 @@ async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _store_restoring(request: Request, exc: Exception) -> JSONResponse:
+    """Redis lost its data and the projector is rebuilding it: a job not found may yet come
+    back, so neither 404 nor a new job; the client retries (stt_common.store_epoch)."""
+    return JSONResponse(
+        status_code=503,
+        content={"detail": RESTORING_DETAIL},
+        headers={"Retry-After": RESTORE_RETRY_AFTER},
+    )
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RedisError, _redis_unavailable)
+    app.add_exception_handler(StoreRestoring, _store_restoring)

@@ -1,16 +1,19 @@
 """Accepting a job: the one path every submit takes (`/api/v1/transcribe` and the OpenAI routes).
 
 The record is written PROCESSING with a short TTL, the submit event is published, then the record
-is confirmed with the full TTL; a publish that fails removes the record again, so a job is either
-accepted (its event is on Kafka) or was never there.
+is confirmed with the full TTL. A publish that certainly did not get out (PublishRefused)
+removes the record again: the job was never there. One whose outcome is unknown (PublishUnknown:
+the producer may still deliver it) keeps the record and the event (stt_api.unconfirmed), and a
+resubmit with the same request_id publishes that event again: one job either way.
 """
 
 from __future__ import annotations
 
 import logging
 
-from stt_api.submit_events import SubmitPublisher
-from stt_common import metrics, otel, tracing
+from stt_api import unconfirmed
+from stt_api.submit_events import PublishError, PublishRefused, PublishUnknown, SubmitPublisher
+from stt_common import metrics, otel, store_epoch, tracing
 from stt_common.job_store import JobStore
 from stt_common.messages import JobRecord, SubmitEvent
 
@@ -24,15 +27,21 @@ async def enqueue(
     (nothing is published then). Raises `PublishError` when Kafka did not take the event.
     `pending_ttl`: STT_SUBMIT_TTL_BEFORE_PUBLISH."""
     record = JobRecord.from_submit(event)
+    # A store that lost its data cannot tell a finished job from a new one: no submit until the
+    # projector has restored it (raises StoreRestoring, answered 503).
+    await store_epoch.require_ready(store.redis, publisher.settings.topic_status)
     # Short TTL until Kafka has the event, so a crash in between leaves nothing that never ends.
     existing, written = await store.create(record, ttl=pending_ttl)
     if existing is not None:
-        return existing, False
+        return await _resend_unconfirmed(store, publisher, existing)
     try:
         # The request's trace (set by the TraceContext middleware) goes out as a Kafka header;
         # with OTEL_EXPORTER_OTLP_ENDPOINT this step is exported as the "publish" span.
         with otel.step("publish", "PRODUCER"):
             await publisher.publish(event, tracing.current.get())
+    except PublishUnknown:
+        await unconfirmed.remember(store.redis, event, pending_ttl)  # the record stays too
+        raise
     except BaseException:
         await store.discard(record.request_id, written)
         raise
@@ -40,3 +49,37 @@ async def enqueue(
     metrics.JOBS_SUBMITTED.inc()
     log.info("job accepted", extra={"request_id": record.request_id})
     return record, True
+
+
+async def _resend_unconfirmed(
+    store: JobStore, publisher: SubmitPublisher, existing: JobRecord
+) -> tuple[JobRecord, bool]:
+    """A known job; if its first publish's outcome is unknown, the same event is sent again and
+    the answer is (record, True) once Kafka acknowledges it. Any failure here is still unknown:
+    the first copy may yet arrive."""
+    event = await unconfirmed.recall(store.redis, existing.request_id)
+    if event is None:
+        return existing, False
+    try:
+        with otel.step("publish", "PRODUCER"):
+            await publisher.publish(event, tracing.current.get())
+    except PublishRefused as exc:
+        raise PublishUnknown(str(exc)) from exc
+    await store.confirm(existing)
+    await unconfirmed.settle(store.redis, existing.request_id)
+    metrics.JOBS_SUBMITTED.inc()
+    log.info("job accepted on resubmit", extra={"request_id": existing.request_id})
+    return existing, True
+
+
+OUTCOME_HEADER = "X-Submit-Outcome"
+
+
+def describe_failure(exc: PublishError) -> tuple[str, str]:
+    """(outcome header value, detail) of a 503 for a publish that failed."""
+    if isinstance(exc, PublishUnknown):
+        return "unknown", (
+            f"{exc}: the job may still be accepted; resubmit with the same request_id "
+            "(safe: it never makes a second job)"
+        )
+    return "refused", f"{exc}; the job was not accepted; retry later"

@@ -9,7 +9,7 @@ from aiokafka.errors import KafkaError
 
 from stt_common import bus
 from stt_common.messages import SubmitEvent
-from stt_common.publisher import Publisher
+from stt_common.publisher import UNRECOVERABLE, Publisher
 from stt_common.settings import KafkaSettings
 from stt_common.tracing import TraceContext
 
@@ -17,7 +17,18 @@ log = logging.getLogger(__name__)
 
 
 class PublishError(Exception):
-    """The event was not acknowledged by Kafka in time; the job was not accepted."""
+    """The event was not acknowledged by Kafka in time."""
+
+
+class PublishRefused(PublishError):
+    """Nothing reached the producer (no connection, no metadata in time) or the broker refused
+    the record: the job certainly does not exist, and the API removes its record."""
+
+
+class PublishUnknown(PublishError):
+    """The producer holds the event but Kafka did not acknowledge it in time: it may still be
+    delivered later. The API keeps the job's record and tells the client to resubmit with the
+    same request_id, which sends the same event again (see stt_api.jobs)."""
 
 
 class SubmitPublisher:
@@ -37,9 +48,41 @@ class SubmitPublisher:
             log.warning("Kafka not reachable yet (%s); submits answer 503 until it is", exc)
 
     async def publish(self, event: SubmitEvent, trace: TraceContext | None = None) -> None:
-        """Send the event; `trace` goes out as its `traceparent` header."""
+        """Send the event; `trace` goes out as its `traceparent` header. Raises PublishRefused
+        when the event certainly did not get out, PublishUnknown when it may still."""
         headers = trace.kafka_headers() if trace is not None else None
-        await self._send(self.settings.topic_submit, event.request_id, bus.encode(event), headers)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.publish_timeout
+        value, key = bus.encode(event), bus.key(event.request_id)
+        for resend in (False, True):
+            # Step 1, handing the record to the producer: until it returns, nothing is queued,
+            # so a timeout or error here (Kafka unreachable at start, no metadata) is a refusal.
+            try:
+                async with asyncio.timeout_at(deadline):
+                    sent = await self._publisher.send(
+                        self.settings.topic_submit, value, key=key, headers=headers
+                    )
+            except TimeoutError as exc:
+                raise PublishRefused(self._late("take")) from exc
+            except (KafkaError, OSError) as exc:
+                raise PublishRefused(f"Kafka refused the job: {exc.__class__.__name__}") from exc
+            # Step 2, the acknowledgement: the producer keeps the record and may still deliver it
+            # after a timeout here (shielded: cancelling would not take it back anyway).
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await asyncio.shield(sent)
+                return
+            except UNRECOVERABLE as exc:  # the broker refused it; `Publisher` starts a new one
+                if resend:
+                    raise PublishRefused(f"Kafka refused the job: {type(exc).__name__}") from exc
+            except TimeoutError as exc:
+                raise PublishUnknown(self._late("acknowledge")) from exc
+            except (KafkaError, OSError) as exc:
+                why = f"Kafka did not confirm the job ({type(exc).__name__})"
+                raise PublishUnknown(why) from exc
+
+    def _late(self, step: str) -> str:
+        return f"Kafka did not {step} the job within {self.settings.publish_timeout:g}s"
 
     async def forget(self, request_id: str) -> None:
         """Tombstone the job on the compacted status topic, so a rebuild cannot restore it."""

@@ -6,11 +6,14 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 
 from stt_common import job_store, lifecycle, logs, metrics, otel
 from stt_common.group_lag import GroupLagExporter
 from stt_common.settings import Settings
 from stt_projector.rebuild import rebuild
+from stt_projector.restore import watch_store
 from stt_projector.runner import run_projector
 
 log = logging.getLogger(__name__)
@@ -38,13 +41,17 @@ async def _main(rebuild_only: bool) -> int:
         if serving:
             exporter = GroupLagExporter(settings.kafka, settings.metrics.lag_every)
             exporting = asyncio.create_task(exporter.run(stop))
+        # A Redis that lost its data is rebuilt from the status topic by itself (restore.py).
+        owner = f"{socket.gethostname()}-{os.getpid()}"
+        restoring = asyncio.create_task(watch_store(settings.kafka, store, stop, owner))
         try:
             await run_projector(settings.kafka, store, stop)
         finally:
-            if exporting is not None:
-                exporting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await exporting
+            for task in (exporting, restoring):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         return 0
     finally:
         await redis.aclose()

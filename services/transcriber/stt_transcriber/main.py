@@ -60,7 +60,14 @@ async def _main(settings: Settings) -> int:
         engine, settings.fetch, settings.minio, settings.worker.work_dir, worker_id, cancelled
     )
     worker = Worker(
-        settings.kafka, runner, store, consumer, producer, stop, settings.worker.shutdown_grace
+        settings.kafka,
+        runner,
+        store,
+        consumer,
+        producer,
+        stop,
+        settings.worker.shutdown_grace,
+        settings.worker.claim_lease,
     )
     worker.subscribe()
     try:

@@ -27,7 +27,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
-from stt_common import bus, dead_letters, metrics, otel, tracing
+from stt_common import bus, claims, dead_letters, metrics, otel, tracing
 from stt_common.consume import CommitPolicy, ConsumeLoop, HandedBack, Ready
 from stt_common.job_store import JobStore, settles
 from stt_common.messages import (
@@ -63,6 +63,7 @@ class Worker:
         producer: Publisher,
         stop: asyncio.Event,
         shutdown_grace: float,
+        claim_lease: float = claims.DEFAULT_LEASE,
     ) -> None:
         self.settings = settings
         self.runner = runner
@@ -79,6 +80,7 @@ class Worker:
             dead_letter=self._give_up,
             max_records=1,
         )
+        self.claims = claims.Claims(store.redis, runner.worker_id, claim_lease, store.ttl)
 
     def subscribe(self) -> None:
         self.consume.subscribe([self.settings.topic_submit, *(n for n, _ in self.retry_steps)])
@@ -118,11 +120,24 @@ class Worker:
             log.info("already final; skipped", extra={"request_id": job.request_id})
             await self.consume.done(record)
             return
+        claim = await self.claims.acquire(job)  # at most one run per generation (claims.py)
+        if claim.outcome in (claims.ClaimOutcome.DONE, claims.ClaimOutcome.STALE):
+            rid = {"request_id": job.request_id}
+            log.info("copy of a %s job; skipped", claim.outcome, extra=rid)
+            await self.consume.done(record)
+            return
+        if not claim.granted:  # another worker runs it: look again once its lease may be gone
+            self.consume.rewind(tp, record.offset)
+            await asyncio.sleep(1)
+            return
         lease = self.consume.lease(tp)
+        finished = False
         try:
-            await self.consume.while_polling(
-                self._execute(job, record, lease), POLL_WHILE_BUSY, self.shutdown_grace
-            )
+            async with self.claims.renewing(claim):
+                await self.consume.while_polling(
+                    self._execute(job, record, lease), POLL_WHILE_BUSY, self.shutdown_grace
+                )
+            finished = True
         except HandedBack:
             log.warning(
                 "shutdown: handing back the running job", extra={"request_id": job.request_id}
@@ -134,6 +149,11 @@ class Worker:
                 extra={"request_id": job.request_id},
             )
             return
+        finally:  # a job not finished here (handed back, fenced, failed to publish) is free again
+            if finished:
+                await self.claims.finish(job.request_id)
+            else:
+                await self.claims.release(job.request_id)
         await self.consume.done(record)
 
     async def _already_final(self, job: SubmitEvent) -> bool:
@@ -217,6 +237,7 @@ class Worker:
             key=bus.key(job.request_id),
             headers=tracing.current_kafka_headers(),
         )
+        await self.claims.hand_on(job.request_id, job.attempt + 1)
         await self._publish(
             retrying(self.runner.progress(job, Stage.RETRYING, None), job, delay, error)
         )

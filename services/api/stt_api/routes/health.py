@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
+from redis.exceptions import ResponseError
 
 from stt_api.deps import JobStoreDep, PublisherDep
 
 router = APIRouter(tags=["health"])
+READY_PROBE_KEY = "stt:ready-probe"
+READY_PROBE_TTL = 10  # seconds: the probe key never accumulates
 
 
 @router.get("/health", summary="The process is alive")
@@ -14,14 +17,18 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="Redis and Kafka are reachable")
+@router.get("/ready", summary="Redis accepts writes and Kafka is reachable")
 async def ready(
     response: Response, store: JobStoreDep, publisher: PublisherDep
 ) -> dict[str, str]:
     checks: dict[str, str] = {}
     try:
-        await store.redis.ping()
+        # A write, not a ping: a Redis that is full (maxmemory) or read-only answers pings
+        # while every submit fails.
+        await store.redis.set(READY_PROBE_KEY, "1", ex=READY_PROBE_TTL)
         checks["redis"] = "ok"
+    except ResponseError as exc:
+        checks["redis"] = f"refuses writes: {type(exc).__name__}"  # OutOfMemoryError, ReadOnlyError
     except Exception as exc:
         checks["redis"] = f"unreachable: {exc.__class__.__name__}"
     if not publisher.started:

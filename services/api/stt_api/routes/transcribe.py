@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from stt_api import jobs, polling, subtitles
 from stt_api.deps import JobStoreDep, LongPollsDep, PollAdvisorDep, PublisherDep, SettingsDep
 from stt_api.submit_events import PublishError
-from stt_common import cancellation, media_bucket
+from stt_common import cancellation, media_bucket, store_epoch
 from stt_common.job_store import job_key
 from stt_common.messages import (
     SUBMITTED_MESSAGE,
@@ -29,6 +29,7 @@ from stt_common.messages import (
 
 log = logging.getLogger(__name__)
 MAX_WAIT = 30.0  # bounds how long one long poll holds a connection
+SUBMIT_RETRY_AFTER = "2"  # seconds before a submit Kafka did not take is worth trying again
 router = APIRouter(
     prefix="/api/v1/transcribe",
     tags=["transcribe"],
@@ -37,7 +38,10 @@ router = APIRouter(
         413: {"model": ErrorResponse, "description": "Request body over STT_MAX_BODY_BYTES"},
         422: {"model": ValidationErrorResponse, "description": "A field breaks its rule"},
         429: {"model": ErrorResponse, "description": "Rate limit; see Retry-After"},
-        503: {"model": ErrorResponse, "description": "Redis or Kafka unavailable; see Retry-After"},
+        503: {
+            "model": ErrorResponse,
+            "description": "Redis or Kafka unavailable, or Redis being restored; see Retry-After",
+        },
     },
 )
 
@@ -71,7 +75,13 @@ def _respond(
     response_model=JobResponse,
     response_model_exclude_none=True,
     summary="Submit a job (idempotent by request_id)",
-    responses={503: {"model": ErrorResponse, "description": "Kafka did not take the job"}},
+    responses={
+        503: {
+            "model": ErrorResponse,
+            "description": "Kafka did not take the job: X-Submit-Outcome says `refused` (no "
+            "job) or `unknown` (resubmit with the same request_id; it never makes two jobs)",
+        }
+    },
 )
 async def submit(
     body: TranscribeRequest,
@@ -102,8 +112,13 @@ async def submit(
             store, publisher, event, pending_ttl=settings.api.submit_ttl_before_publish
         )
     except PublishError as exc:
-        log.warning("submit refused: %s", exc, extra={"request_id": event.request_id})
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{exc}; retry later") from exc
+        log.warning("submit not confirmed: %s", exc, extra={"request_id": event.request_id})
+        outcome, detail = jobs.describe_failure(exc)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail,
+            headers={"Retry-After": SUBMIT_RETRY_AFTER, jobs.OUTCOME_HEADER: outcome},
+        ) from exc
     if not new:
         return _respond(record, advisor, status_code=202)
     return _respond(record, advisor, SUBMITTED_MESSAGE, status_code=202)
@@ -125,6 +140,7 @@ async def poll(
     store: JobStoreDep,
     long_polls: LongPollsDep,
     advisor: PollAdvisorDep,
+    settings: SettingsDep,
     format: Annotated[subtitles.Format, Query(description="json (default), srt, vtt or txt")] = (
         "json"
     ),
@@ -142,6 +158,8 @@ async def poll(
         # Sleeps holding no Redis connection; one shared read per step wakes it (long_poll.py).
         record = await long_polls.wait(request_id, wait)
     if record is None:
+        # Not found is only true while Redis holds all it should (503 during a restore).
+        await store_epoch.require_ready(store.redis, settings.kafka.topic_status)
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job not found: {request_id}")
     if format == "json":
         return _respond(record, advisor)
@@ -166,6 +184,7 @@ async def delete(
     """The job disappears at once (polls answer 404). A transcriber still working on it stops
     before its next step and its late events are dropped (see `stt_common.cancellation`)."""
     if not await store.redis.exists(job_key(request_id)):
+        await store_epoch.require_ready(store.redis, publisher.settings.topic_status)
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job not found: {request_id}")
     # The marker first, so that no event projected after the delete can bring the job back.
     await cancellation.mark(store.redis, request_id, utcnow(), store.ttl)
