@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from stt_common import claims
-from stt_common.messages import JobStatus, Source, SubmitEvent
+from stt_common.messages import ErrorType, JobStatus, Source, SubmitEvent
 from stt_transcriber.errors import JobError
 from tests.transcriber.test_worker_loop import Loop
 
@@ -40,7 +40,7 @@ async def test_a_new_generation_runs_again(loop: Loop) -> None:
 
 
 async def test_a_retry_runs_but_a_stale_copy_of_the_first_attempt_does_not(loop: Loop) -> None:
-    loop.outcome = JobError("media server busy", "download_failed", transient=True)
+    loop.outcome = JobError("media server busy", ErrorType.DOWNLOAD, transient=True)
     loop.put("c-3")
     loop.put("c-3")  # a duplicate of the first attempt, behind it
     await loop.run()
