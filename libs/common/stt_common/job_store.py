@@ -11,20 +11,40 @@ runs inside Redis (Lua) so concurrent projectors cannot interleave a read and a 
 
 Each key expires `REDIS_JOB_TTL` seconds after the job's own last change (`updated_at`), never
 after the moment it was written, so a rebuild from Kafka restores the same expiry.
+
+Keys are job ids (`stt_common.tenants.job_id`): the bare `request_id` for the `default` tenant.
+
+THE JOB LISTS. Each tenant has a sorted set `stt:jobs:{tenant}` (member: request_id, score: the
+submit time in ms) and every job is also in `stt:jobs-all` (member: job id) for admin keys. A job
+enters them when its submit is confirmed or any of its states is applied (so jobs published
+straight to Kafka, and a rebuild, index them too); the score only ever grows (ZADD GT: a replay
+moves its job to the top, a stale event never moves one down). An index expires with its newest
+job, and its members whose job is gone are removed: on write (the oldest, past the TTL) and on
+read (any found missing), so a list never shows a job a poll would answer 404 for.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from redis.asyncio import BlockingConnectionPool, Connection, Redis, SSLConnection
+from redis.asyncio.client import Pipeline
 
+from stt_common import tenants
 from stt_common.messages import JobRecord
 from stt_common.settings import RedisSettings
 
 KEY_PREFIX = "stt:job:"
+INDEX_PREFIX = "stt:jobs:"
+ALL_JOBS_INDEX = "stt:jobs-all"
+PRUNE_BATCH = 50  # members looked at per write: bounds the write's work
 
 # KEYS[1] job key; ARGV: generation, phase, updated_at (ms), data, expire_at (s), now (s)
 _APPLY = """
@@ -61,6 +81,31 @@ return 0
 """
 
 
+# KEYS[1] tenant index, KEYS[2] all-jobs index; ARGV: request_id, job id, score (ms),
+# expire_at (s), now (s), job key prefix, the tenant's job id prefix ('' or 'tenant/'),
+# cutoff (ms: older members are checked), how many to check
+_INDEX = """
+local expire_at, now = tonumber(ARGV[4]), tonumber(ARGV[5])
+if expire_at <= now then return 0 end
+local members = {ARGV[1], ARGV[2]}
+local prefixes = {ARGV[6] .. ARGV[7], ARGV[6]}
+for i = 1, 2 do
+  local idx = KEYS[i]
+  redis.call('ZADD', idx, 'GT', ARGV[3], members[i])
+  if redis.call('TTL', idx) < 0 then
+    redis.call('EXPIREAT', idx, expire_at)
+  else
+    redis.call('EXPIREAT', idx, expire_at, 'GT')
+  end
+  local old = redis.call('ZRANGEBYSCORE', idx, '-inf', ARGV[8], 'LIMIT', 0, tonumber(ARGV[9]))
+  for _, m in ipairs(old) do
+    if redis.call('EXISTS', prefixes[i] .. m) == 0 then redis.call('ZREM', idx, m) end
+  end
+end
+return 1
+"""
+
+
 class Outcome(enum.StrEnum):
     APPLIED = "applied"  # stored; a new state
     SAME = "same"  # already held at this rank; nothing changed but the expiry
@@ -68,8 +113,41 @@ class Outcome(enum.StrEnum):
     EXPIRED = "expired"  # its TTL has already run out; dropped
 
 
-def job_key(request_id: str) -> str:
-    return KEY_PREFIX + request_id
+def job_key(job_id: str) -> str:
+    """The Redis key of a job, by its job id (`stt_common.tenants.job_id`)."""
+    return KEY_PREFIX + job_id
+
+
+def index_key(tenant: str | None) -> str:
+    return INDEX_PREFIX + tenants.name_of(tenant)
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A position in a job list: the last member looked at, and its score."""
+
+    score: int
+    member: str
+
+    def encode(self) -> str:
+        return base64.urlsafe_b64encode(f"{self.score}:{self.member}".encode()).decode()
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        """Raises ValueError for anything `encode` did not make."""
+        try:
+            score, sep, member = base64.urlsafe_b64decode(text.encode()).decode().partition(":")
+            if not sep or not member:
+                raise ValueError
+            return cls(int(score), member)
+        except (ValueError, binascii.Error, UnicodeError):
+            raise ValueError("cursor is not one this API gave out") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    records: list[JobRecord]
+    next_cursor: Cursor | None
 
 
 def _ms(moment: datetime) -> int:
@@ -103,29 +181,33 @@ class JobStore:
         self._apply = redis.register_script(_APPLY)
         self._create = redis.register_script(_CREATE)
         self._discard = redis.register_script(_DISCARD)
+        self._index = redis.register_script(_INDEX)
 
     def expire_at(self, record: JobRecord) -> int:
         return int(record.updated_at.timestamp()) + self.ttl
 
-    async def get(self, request_id: str) -> JobRecord | None:
-        data = await self.redis.hget(job_key(request_id), "data")
+    async def get(self, job_id: str) -> JobRecord | None:
+        data = await self.redis.hget(job_key(job_id), "data")
         return JobRecord.model_validate_json(data) if data else None
 
     async def create(self, record: JobRecord, ttl: int) -> tuple[JobRecord | None, str]:
         """Store `record` unless the job exists. Returns (existing record or None, data written)."""
         data = record.model_dump_json(exclude_none=True)
         existing = await self._create(
-            keys=[job_key(record.request_id)],
+            keys=[job_key(record.job_id)],
             args=[data, _ms(record.updated_at), ttl, record.generation],
         )
         return (JobRecord.model_validate_json(existing) if existing else None), data
 
     async def confirm(self, record: JobRecord) -> None:
         """Extend a freshly created record to its full TTL once its event is durable."""
-        await self.redis.expireat(job_key(record.request_id), self.expire_at(record), gt=True)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.expireat(job_key(record.job_id), self.expire_at(record), gt=True)
+            await self._add_to_index(record, pipe)
+            await pipe.execute()
 
-    async def discard(self, request_id: str, data: str) -> None:
-        await self._discard(keys=[job_key(request_id)], args=[data])
+    async def discard(self, job_id: str, data: str) -> None:
+        await self._discard(keys=[job_key(job_id)], args=[data])
 
     async def apply(self, record: JobRecord, now: float) -> Outcome:
         """Store `record` if the ordering rule allows it (see the module docstring)."""
@@ -146,18 +228,112 @@ class JobStore:
                     self.expire_at(record),
                     int(now),
                 ]
-                await self._apply(keys=[job_key(record.request_id)], args=args, client=pipe)
-            results = await pipe.execute()
+                await self._apply(keys=[job_key(record.job_id)], args=args, client=pipe)
+                await self._add_to_index(record, pipe, now)
+            # Two replies per record: the ordering rule's outcome, then the index's.
+            results = (await pipe.execute())[::2]
         return [Outcome(r.decode() if isinstance(r, bytes) else r) for r in results]
 
-    async def get_many(self, request_ids: Sequence[str]) -> list[JobRecord | None]:
-        if not request_ids:
+    async def get_many(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
+        if not job_ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
-            for request_id in request_ids:
-                pipe.hget(job_key(request_id), "data")
+            for job_id in job_ids:
+                pipe.hget(job_key(job_id), "data")
             found = await pipe.execute()
         return [JobRecord.model_validate_json(data) if data else None for data in found]
 
-    async def delete(self, request_id: str) -> bool:
-        return bool(await self.redis.delete(job_key(request_id)))
+    async def delete(self, job_id: str) -> bool:
+        return bool(await self.redis.delete(job_key(job_id)))
+
+    async def _add_to_index(
+        self, record: JobRecord, pipe: Pipeline, now: float | None = None
+    ) -> None:
+        """Queue the job lists' update for `record` on `pipe` (one reply)."""
+        moment = now if now is not None else time.time()
+        tenant = tenants.name_of(record.tenant)
+        job_id = record.job_id
+        args: list[str | int] = [
+            record.request_id,
+            job_id,
+            _ms(record.submitted_at or record.updated_at),
+            self.expire_at(record),
+            int(moment),
+            KEY_PREFIX,
+            job_id[: len(job_id) - len(record.request_id)],
+            int((moment - self.ttl) * 1000),
+            PRUNE_BATCH,
+        ]
+        await self._index(keys=[index_key(tenant), ALL_JOBS_INDEX], args=args, client=pipe)
+
+    async def list_jobs(
+        self,
+        tenant: str | None,
+        *,
+        since: datetime | None = None,
+        after: Cursor | None = None,
+        limit: int = 100,
+        accept: Callable[[JobRecord], bool] = lambda _: True,
+        budget: int = 5000,
+    ) -> Page:
+        """Up to `limit` jobs that `accept` takes, newest submit first, after `after`.
+
+        `tenant` None lists every tenant (`stt:jobs-all`). At most `budget` members are looked
+        at per call, so a filter that matches little answers a short page (with a cursor) rather
+        than reading the whole index. The cursor is the last member looked at: a page never
+        repeats a job of an earlier page and skips none that were listed when the first was read.
+        """
+        index = ALL_JOBS_INDEX if tenant is None else index_key(tenant)
+        since_ms = _ms(since) if since is not None else 0
+        found: list[JobRecord] = []
+        last: Cursor | None = None
+        looked = 0
+        async for chunk in self._scan(index, since_ms, after, chunk=min(max(limit, 20), 500)):
+            ids = [m if tenant is None else tenants.job_id(tenant, m) for _, m in chunk]
+            records = await self.get_many(ids)
+            gone = [m for (_, m), r in zip(chunk, records, strict=True) if r is None]
+            if gone:
+                await self.redis.zrem(index, *gone)
+            for (score, member), record in zip(chunk, records, strict=True):
+                last = Cursor(score, member)
+                looked += 1
+                if record is not None and accept(record):
+                    found.append(record)
+                if len(found) >= limit or looked >= budget:
+                    return Page(found, last)
+        return Page(found, None)
+
+    async def _scan(
+        self, index: str, since_ms: int, after: Cursor | None, chunk: int
+    ) -> AsyncIterator[list[tuple[int, str]]]:
+        """The index's members, newest first, strictly after `after`, in chunks. Members with
+        equal scores come in reverse byte order (Redis's), which the cursor relies on."""
+        position = after
+        while True:
+            batch: list[tuple[int, str]] = []
+            top: str | int = "+inf"
+            if position is not None:
+                if position.score < since_ms:
+                    return
+                ties = cast(
+                    list[bytes],
+                    await self.redis.zrevrangebyscore(index, position.score, position.score),
+                )
+                batch += [(position.score, m) for m in map(_text, ties) if m < position.member]
+                top = f"({position.score}"
+            rows = cast(
+                list[tuple[bytes, float]],
+                await self.redis.zrevrangebyscore(
+                    index, top, since_ms, start=0, num=chunk, withscores=True
+                ),
+            )
+            batch += [(int(score), _text(member)) for member, score in rows]
+            if batch:
+                yield batch
+            if len(rows) < chunk:
+                return
+            position = Cursor(int(rows[-1][1]), _text(rows[-1][0]))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -34,7 +34,7 @@ async def enqueue(
         with otel.step("publish", "PRODUCER"):
             await publisher.publish(event, tracing.current.get())
     except BaseException:
-        await store.discard(record.request_id, written)
+        await store.discard(record.job_id, written)
         raise
     await store.confirm(record)
     metrics.JOBS_SUBMITTED.inc()

@@ -39,11 +39,11 @@ class SubmitPublisher:
     async def publish(self, event: SubmitEvent, trace: TraceContext | None = None) -> None:
         """Send the event; `trace` goes out as its `traceparent` header."""
         headers = trace.kafka_headers() if trace is not None else None
-        await self._send(self.settings.topic_submit, event.request_id, bus.encode(event), headers)
+        await self._send(self.settings.topic_submit, event.job_id, bus.encode(event), headers)
 
-    async def forget(self, request_id: str) -> None:
+    async def forget(self, job_id: str) -> None:
         """Tombstone the job on the compacted status topic, so a rebuild cannot restore it."""
-        await self._send(self.settings.topic_status, request_id, None)
+        await self._send(self.settings.topic_status, job_id, None)
 
     async def _send(
         self,

@@ -124,7 +124,7 @@ class Worker:
 
     async def _already_final(self, job: SubmitEvent) -> bool:
         try:
-            current = await self.store.get(job.request_id)
+            current = await self.store.get(job.job_id)
         except Exception as exc:  # Redis is only a shortcut here; Kafka stays the truth
             log.warning("job lookup failed (%s); running the job", exc)
             return False
@@ -222,7 +222,7 @@ class Worker:
         await self.producer.send_and_wait(
             topic,
             bus.encode(again),
-            key=bus.key(job.request_id),
+            key=bus.key(job.job_id),
             headers=tracing.current_kafka_headers(),
         )
         note = f"retrying in {delay:g}s after: {error.message}"
@@ -237,7 +237,7 @@ class Worker:
         await self.producer.send_and_wait(
             self.settings.topic_results,
             bus.encode(event),
-            key=bus.key(event.request_id),
+            key=bus.key(event.job_id),
             headers=tracing.current_kafka_headers(),
         )
 
