@@ -54,3 +54,10 @@ def split_job_id(scoped: str) -> tuple[str, str]:
     """(tenant, request_id) of a job id."""
     tenant, sep, request_id = scoped.partition(SEPARATOR)
     return (tenant, request_id) if sep else (DEFAULT, scoped)
+
+
+def key_of_entry(entry: str) -> str:
+    """The value a client sends as X-API-Key for an STT_API_KEYS entry (`key`, `tenant:key` or
+    `tenant:key:admin`): the key itself."""
+    parts = entry.strip().split(":")
+    return parts[1] if len(parts) > 1 else parts[0]
