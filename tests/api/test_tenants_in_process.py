@@ -259,3 +259,34 @@ async def test_bad_list_queries_are_a_422(
     resp = await http.get("/api/v1/transcribe", params=params, headers=as_(BARE))
     assert resp.status_code == 422
     assert problem in resp.json()["detail"]
+
+
+async def test_a_page_goes_on_after_its_last_job_left_or_moved(
+    http: httpx.AsyncClient, api: InProcessApi
+) -> None:
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    # Thirty jobs with one submit time: only the cursor's member orders them.
+    for i in range(30):
+        await store(api, f"tie-{i:02d}", "beta", status=JobStatus.COMPLETED, submitted_at=at)
+    expected = [f"tie-{i:02d}" for i in range(29, -1, -1)]
+
+    async def page(cursor: str | None) -> tuple[list[str], str | None]:
+        params = {"limit": "10"} | ({"cursor": cursor} if cursor else {})
+        body = (await http.get("/api/v1/transcribe", params=params, headers=as_(BETA))).json()
+        return [j["request_id"] for j in body["jobs"]], body.get("next_cursor")
+
+    first, cursor = await page(None)
+    assert first == expected[:10]
+    await api.redis.delete(job_key("beta/tie-20"))  # the cursor's job expired
+    await api.redis.zrem("stt:jobs:beta", "tie-20")
+    second, cursor = await page(cursor)
+    assert second == expected[10:20]
+    # The cursor's job is replayed: it moves to the top, and the next page goes on from where
+    # it was, by score.
+    moved = datetime.now(UTC)
+    await store(
+        api, "tie-10", "beta", status=JobStatus.PROCESSING, submitted_at=moved, generation=2
+    )
+    third, cursor = await page(cursor)
+    assert third == expected[20:]
+    assert await page(cursor) == ([], None)  # a full page has a cursor; the next one ends

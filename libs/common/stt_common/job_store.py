@@ -106,6 +106,16 @@ return 1
 """
 
 
+# KEYS[1] an index; ARGV: score, member, count. The `count` members after `member`, if it is still
+# in the index with that score; else false (the caller goes by score).
+_AFTER = """
+local s = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if not s or tonumber(s) ~= tonumber(ARGV[1]) then return false end
+local r = redis.call('ZREVRANK', KEYS[1], ARGV[2])
+return redis.call('ZREVRANGE', KEYS[1], r + 1, r + tonumber(ARGV[3]), 'WITHSCORES')
+"""
+
+
 class Outcome(enum.StrEnum):
     APPLIED = "applied"  # stored; a new state
     SAME = "same"  # already held at this rank; nothing changed but the expiry
@@ -182,6 +192,7 @@ class JobStore:
         self._create = redis.register_script(_CREATE)
         self._discard = redis.register_script(_DISCARD)
         self._index = redis.register_script(_INDEX)
+        self._after = redis.register_script(_AFTER)
 
     def expire_at(self, record: JobRecord) -> int:
         return int(record.updated_at.timestamp()) + self.ttl
@@ -306,33 +317,47 @@ class JobStore:
     async def _scan(
         self, index: str, since_ms: int, after: Cursor | None, chunk: int
     ) -> AsyncIterator[list[tuple[int, str]]]:
-        """The index's members, newest first, strictly after `after`, in chunks. Members with
-        equal scores come in reverse byte order (Redis's), which the cursor relies on."""
+        """The index's members submitted at or after `since_ms`, newest first, strictly after
+        `after`, in chunks of at most `chunk`. Equal scores come in reverse byte order (Redis's
+        order within a score), which the cursor relies on."""
         position = after
         while True:
-            batch: list[tuple[int, str]] = []
-            top: str | int = "+inf"
-            if position is not None:
-                if position.score < since_ms:
-                    return
-                ties = cast(
-                    list[bytes],
-                    await self.redis.zrevrangebyscore(index, position.score, position.score),
-                )
-                batch += [(position.score, m) for m in map(_text, ties) if m < position.member]
-                top = f"({position.score}"
-            rows = cast(
-                list[tuple[bytes, float]],
-                await self.redis.zrevrangebyscore(
-                    index, top, since_ms, start=0, num=chunk, withscores=True
-                ),
-            )
-            batch += [(int(score), _text(member)) for member, score in rows]
-            if batch:
-                yield batch
-            if len(rows) < chunk:
+            rows = await self._rows_after(index, position, chunk)
+            kept = [(score, member) for score, member in rows if score >= since_ms]
+            if kept:
+                yield kept
+            if len(rows) < chunk or len(kept) < len(rows):
                 return
-            position = Cursor(int(rows[-1][1]), _text(rows[-1][0]))
+            position = Cursor(*rows[-1])
+
+    async def _rows_after(
+        self, index: str, position: Cursor | None, count: int
+    ) -> list[tuple[int, str]]:
+        """Up to `count` members after `position`. While the position's member is still where
+        the cursor saw it, by its rank (one round trip however many jobs share its score);
+        else by score: its equal-score neighbours that sort after it, then lower scores."""
+        if position is None:
+            first = cast(
+                list[tuple[bytes, float]],
+                await self.redis.zrevrange(index, 0, count - 1, withscores=True),
+            )
+            return [(int(score), _text(member)) for member, score in first]
+        found = await self._after(keys=[index], args=[position.score, position.member, count])
+        if found is not None:
+            pairs = zip(found[::2], found[1::2], strict=True)
+            return [(int(float(_text(score))), _text(member)) for member, score in pairs]
+        ties = cast(
+            list[bytes], await self.redis.zrevrangebyscore(index, position.score, position.score)
+        )
+        rows = [(position.score, m) for m in map(_text, ties) if m < position.member][:count]
+        lower = cast(
+            list[tuple[bytes, float]],
+            await self.redis.zrevrangebyscore(
+                index, f"({position.score}", "-inf", start=0, num=count, withscores=True
+            ),
+        )
+        rows += [(int(score), _text(member)) for member, score in lower]
+        return rows[:count]
 
 
 def _text(value: bytes | str) -> str:
