@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import subprocess
 import uuid
@@ -315,3 +316,46 @@ async def test_lists_paginate_without_gaps_or_repeats_while_jobs_complete(
     restored = [j["request_id"] for j in again.json()["jobs"]]
     assert restored == ours
     assert {j["status"] for j in again.json()["jobs"]} == {"COMPLETED"}
+
+
+def stt_jobs(stack: Stack, *args: str, key: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("STT_")}
+    return subprocess.run(
+        [*processes.STT, "jobs", *args],
+        env=clean | {"STT_API_URL": stack.api.url, "STT_API_KEYS": key},
+        cwd=stack.workdir,  # not the repo: a developer's .env must not be read
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_stt_jobs_lists_and_shows_the_callers_jobs(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    rid = new_id()
+    body = {
+        "request_id": rid,
+        "media_url": f"{stack.media.url}/english.mp3",
+        "language": "en",
+        "metadata": {"cli": rid},
+    }
+    assert (await http.post("/api/v1/transcribe", json=body, headers=as_(BETA))).status_code == 202
+    await finished(http, rid, BETA)
+    # The first STT_API_KEYS entry is a tenant:key one: the CLI sends its key part.
+    listed = stt_jobs(
+        stack, "list", "--since", "1h", "--metadata", f"cli={rid}", "--json", key=f"beta:{BETA}"
+    )
+    assert listed.returncode == 0, listed.stderr
+    [job] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (job["request_id"], job["status"], job["tenant"]) == (rid, "COMPLETED", "beta")
+    table = stt_jobs(stack, "list", "--status", "COMPLETED", "--limit", "3", key=BETA)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert 1 <= len(lines) <= 3 and all("\tCOMPLETED\t" in line for line in lines)
+    assert lines[0].split("\t")[2] == rid  # newest first
+    shown = stt_jobs(stack, "show", rid, key=BETA)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["metadata"] == {"cli": rid}
+    other = stt_jobs(stack, "show", rid, key=ALPHA)
+    assert other.returncode == 1 and rid in other.stderr

@@ -119,7 +119,8 @@ def document(openapi: dict[str, Any]) -> dict[str, Any]:
         "type": "apiKey",
         "in": "header",
         "name": "X-API-Key",
-        "description": "One of the keys in STT_API_KEYS / STT_API_KEYS_FILE",
+        "description": "One of the keys in STT_API_KEYS / STT_API_KEYS_FILE (the key part of a "
+        "tenant:key entry): it names the tenant whose jobs the request sees",
     }
     components["securitySchemes"][BEARER_SCHEME] = {
         "type": "http",
