@@ -98,7 +98,10 @@ async def page(
             return (record.metadata or {}).get(key) == value
         return True
 
-    found = await store.list_jobs(listed, since=since, after=after, limit=limit, accept=accept)
+    filtered = status is not None or metadata is not None
+    found = await store.list_jobs(
+        listed, since=since, after=after, limit=limit, accept=accept if filtered else None
+    )
     items = []
     for record in found.records:
         item = JobResponse.from_record(record)
