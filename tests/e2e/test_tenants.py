@@ -292,6 +292,15 @@ async def test_lists_paginate_without_gaps_or_repeats_while_jobs_complete(
     beta = await http.get("/api/v1/transcribe", params={"metadata.batch": tag}, headers=as_(BETA))
     assert beta.json() == {"jobs": []}
 
+    # A job of one tenant deleted under a request_id another tenant also uses: the rebuild must
+    # forget the first (its tombstone is keyed by its job id) and keep the second.
+    shared = new_id()
+    body = {"request_id": shared, "media_url": f"{stack.media.url}/english.mp3", "language": "en"}
+    for key in (ALPHA, BETA):
+        assert (await http.post("/api/v1/transcribe", json=body, headers=as_(key))).is_success
+    await asyncio.sleep(1)  # the projector logs both states to the status topic
+    assert (await http.delete(f"/api/v1/transcribe/{shared}", headers=as_(BETA))).status_code == 204
+
     # Redis loses the jobs and the index: `stt projector --rebuild` restores both.
     redis = Redis(
         host=stack.env["REDIS_HOST"],
@@ -315,6 +324,8 @@ async def test_lists_paginate_without_gaps_or_repeats_while_jobs_complete(
     )
     restored = [j["request_id"] for j in again.json()["jobs"]]
     assert restored == ours
+    assert (await http.get(f"/api/v1/transcribe/{shared}", headers=as_(BETA))).status_code == 404
+    assert (await http.get(f"/api/v1/transcribe/{shared}", headers=as_(ALPHA))).status_code == 200
     assert {j["status"] for j in again.json()["jobs"]} == {"COMPLETED"}
 
 
