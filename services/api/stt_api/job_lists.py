@@ -18,7 +18,8 @@ from pydantic import AwareDatetime
 
 from stt_api.auth import Caller
 from stt_common import tenants
-from stt_common.job_store import Cursor, JobStore
+from stt_common.job_index import Cursor
+from stt_common.job_store import JobStore
 from stt_common.messages import METADATA_KEY_PATTERN, JobList, JobRecord, JobResponse, JobStatus
 
 DEFAULT_LIMIT: Final = 100
