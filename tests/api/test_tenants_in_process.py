@@ -14,6 +14,7 @@ from stt_api.auth import Caller, NoApiKeysError, accepted, match
 from stt_common.job_store import job_key
 from stt_common.messages import JobRecord, JobStatus
 from stt_common.settings import ApiSettings, Settings
+from stt_common.tenants import key_of_entry
 from stt_testing.fakes import InProcessApi, in_process_api
 
 BARE = "bare-key"
@@ -54,13 +55,23 @@ def test_key_entries_name_tenant_and_role() -> None:
     assert match("o1", keys) == Caller("ops", admin=True)
     assert match("crawler:c1", keys) is None  # the secret is the part after the tenant
     assert match("nope", keys) is None
+    # A key with colons is written with its tenant: everything after the first colon is the key.
+    colons = accepted(ApiSettings(api_keys=["default:a:b", "t:c:d:admin"]))  # type: ignore[arg-type]
+    assert match("a:b", colons) == Caller("default")
+    assert match("c:d", colons) == Caller("t", admin=True)
+    assert [key_of_entry(e) for e in ("plain", "t:k", "t:k:admin", "default:a:b")] == [
+        "plain",
+        "k",
+        "k",
+        "a:b",
+    ]
 
 
 @pytest.mark.parametrize(
     ("entry", "problem"),
     [
         ("Bad Tenant:k", "tenant must be"),
-        ("t:k:root", "tenant:key:admin"),
+        (":k", "tenant must be"),
         ("t:", "empty key"),
     ],
 )

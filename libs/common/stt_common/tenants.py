@@ -56,8 +56,20 @@ def split_job_id(scoped: str) -> tuple[str, str]:
     return (tenant, request_id) if sep else (DEFAULT, scoped)
 
 
+ADMIN_SUFFIX: Final = ":admin"
+
+
+def split_key_entry(entry: str) -> tuple[str | None, str, bool]:
+    """(tenant or None for a bare key, the key, admin) of an STT_API_KEYS entry: `key`,
+    `tenant:key` or `tenant:key:admin`. The key is everything after the first `:` (less a final
+    `:admin`), so a key may itself hold colons when its tenant is written: `default:a:b`."""
+    entry = entry.strip()
+    admin = entry.endswith(ADMIN_SUFFIX) and entry.count(":") >= 2
+    body = entry[: -len(ADMIN_SUFFIX)] if admin else entry
+    tenant, sep, key = body.partition(":")
+    return (tenant, key, admin) if sep else (None, body, False)
+
+
 def key_of_entry(entry: str) -> str:
-    """The value a client sends as X-API-Key for an STT_API_KEYS entry (`key`, `tenant:key` or
-    `tenant:key:admin`): the key itself."""
-    parts = entry.strip().split(":")
-    return parts[1] if len(parts) > 1 else parts[0]
+    """The value a client sends as X-API-Key for an STT_API_KEYS entry: the key itself."""
+    return split_key_entry(entry)[1]

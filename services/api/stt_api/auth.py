@@ -1,7 +1,8 @@
 """The accepted API keys (settings and a keys file), compared in constant time by `guard`.
 
-Each entry is `key` (tenant `default`), `tenant:key`, or `tenant:key:admin`. The key names the
-caller: the tenant its jobs belong to, and whether it may read and list every tenant's jobs.
+Each entry is `key` (tenant `default`), `tenant:key`, or `tenant:key:admin`
+(`tenants.split_key_entry`). The key names the caller: the tenant its jobs belong to, and whether
+it may read and list every tenant's jobs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from stt_common import tenants
 from stt_common.settings import ApiSettings
 
 log = logging.getLogger(__name__)
-ADMIN_ROLE = "admin"
 SCOPE_KEY = "stt.caller"  # where the guard leaves the request's `Caller` in the ASGI scope
 
 
@@ -57,15 +57,9 @@ def _keys_file(path: Path) -> list[str]:
 def parse_entry(entry: str, position: int) -> ApiKey:
     """`key`, `tenant:key` or `tenant:key:admin`. Errors name the entry by its position, never
     by its text (it is a secret)."""
-    parts = entry.split(":")
-    if len(parts) == 1:
-        return ApiKey(entry.encode(), Caller(tenants.DEFAULT))
-    admin = len(parts) == 3 and parts[2] == ADMIN_ROLE
-    if len(parts) > 3 or (len(parts) == 3 and not admin):
-        raise NoApiKeysError(
-            f"API key entry #{position} must be key, tenant:key or tenant:key:admin"
-        )
-    tenant, secret = parts[0], parts[1]
+    tenant, secret, admin = tenants.split_key_entry(entry)
+    if tenant is None:
+        return ApiKey(secret.encode(), Caller(tenants.DEFAULT))
     if not re.match(tenants.PATTERN, tenant):
         raise NoApiKeysError(
             f"API key entry #{position}: tenant must be 1-32 characters of a-z, 0-9, _ and -"
