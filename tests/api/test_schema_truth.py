@@ -54,7 +54,7 @@ async def test_the_upload_body_is_required_and_not_empty(
     ("path", "methods"),
     [
         (f"{SUBMIT}/some-id", {"GET", "HEAD", "DELETE", "OPTIONS"}),
-        (SUBMIT, {"POST", "OPTIONS"}),
+        (SUBMIT, {"GET", "HEAD", "POST", "OPTIONS"}),  # GET: the job list
         ("/api/v1/uploads", {"POST", "OPTIONS"}),
     ],
 )

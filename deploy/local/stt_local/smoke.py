@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stt_common.settings import ApiSettings, MinioSettings, load
+from stt_common.tenants import key_of_entry
 from stt_local.errors import LocalStackError
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def api_url(api: ApiSettings) -> str:
 
 def api_key(api: ApiSettings) -> str:
     """The first of STT_API_KEYS, or "" when the API runs without keys (STT_ALLOW_NO_AUTH)."""
-    return api.api_keys[0].get_secret_value() if api.api_keys else ""
+    return key_of_entry(api.api_keys[0].get_secret_value()) if api.api_keys else ""
 
 
 def minio_client(minio: MinioSettings) -> Minio:

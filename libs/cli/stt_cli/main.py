@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "projector": ("stt_projector.main", "project job states into Redis; --rebuild restores them"),
     "webhooks": ("stt_webhooks.main", "POST final job states to their callback_url (signed)"),
     "transcribe": ("stt_cli.transcribe", "submit a file or URL; --wait prints the result"),
+    "jobs": ("stt_cli.jobs", "list your jobs (--status, --since) or show one"),
     "replay": ("stt_cli.replay", "re-publish jobs from the dead-letter or submit topic"),
     "topics": ("stt_cli.topics", "create the Kafka topics"),
     "uploads": ("stt_cli.uploads", "prune: delete uploaded media older than the replay window"),

@@ -95,7 +95,7 @@ def latest_jobs(
             unreadable += 1
             continue
         if filters.accepts(record, event):
-            jobs[event.request_id] = event
+            jobs[event.job_id] = event
     return jobs, unreadable
 
 
@@ -118,7 +118,7 @@ async def replay(source: str, filters: Filters, dry_run: bool) -> int:
         await producer.start()
     try:
         for event in jobs.values():
-            current = await store.get(event.request_id)
+            current = await store.get(event.job_id)
             generation = max(event.generation, current.generation if current else 0) + 1
             again = event.model_copy(
                 update={
@@ -134,7 +134,7 @@ async def replay(source: str, filters: Filters, dry_run: bool) -> int:
             )
             if not dry_run:
                 await producer.send_and_wait(
-                    settings.kafka.topic_submit, bus.encode(again), key=bus.key(event.request_id)
+                    settings.kafka.topic_submit, bus.encode(again), key=bus.key(event.job_id)
                 )
     finally:
         if not dry_run:

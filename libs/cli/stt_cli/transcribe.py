@@ -31,6 +31,7 @@ from stt_client import (
     SttError,
 )
 from stt_client._core import JobOptions, default_request_id
+from stt_common.tenants import key_of_entry
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_SCHEMES = ("http", "https", "minio", "s3")
@@ -50,7 +51,7 @@ def api_key(config: dict[str, str]) -> str:
     if config.get("STT_API_KEY"):
         return config["STT_API_KEY"].strip()
     listed = [k.strip() for k in config.get("STT_API_KEYS", "").split(",") if k.strip()]
-    return listed[0] if listed else ""
+    return key_of_entry(listed[0]) if listed else ""
 
 
 class ProgressBar:
@@ -100,6 +101,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--word-timestamps", action="store_true", help="each segment lists its words (json)"
     )
+    p.add_argument(
+        "--metadata",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="your own context stored with the job (repeatable)",
+    )
     p.add_argument("--request-id", help="default: derived from the media URL, language and options")
     p.add_argument("--deadline", type=float, default=600.0, help="seconds --wait waits (600)")
     p.add_argument("--url", help=f"API base URL (STT_API_URL, default {DEFAULT_URL})")
@@ -115,6 +123,10 @@ def main(argv: list[str]) -> int:
     is_url = urlsplit(args.media).scheme.lower() in URL_SCHEMES
     if not is_url and not Path(args.media).is_file():
         print(f"stt transcribe: no such file: {args.media}", file=sys.stderr)
+        return EXIT_USAGE
+    metadata = dict(item.partition("=")[::2] for item in args.metadata)
+    if any("=" not in item for item in args.metadata):
+        print("stt transcribe: --metadata takes KEY=VALUE", file=sys.stderr)
         return EXIT_USAGE
     bar = ProgressBar(sys.stderr)
     with SttClient(base_url, key) as stt:
@@ -139,6 +151,7 @@ def main(argv: list[str]) -> int:
                 hotwords=options.hotwords,
                 task=options.task,
                 word_timestamps=options.word_timestamps,
+                metadata=metadata or None,
             )
             if not args.wait:
                 print(rid)

@@ -9,7 +9,8 @@ The seed's integration example, in three lines::
 `transcribe` = `submit` + `wait`. `wait` follows the server's poll hints (`poll_after_seconds`,
 `Retry-After`), retries connection errors and 5xx/429 with exponential backoff, and raises
 `JobFailed` (with the server's `error`), `JobNotFound`, `DeadlineExceeded` or
-`AuthenticationError`. `AsyncSttClient` offers the same calls for asyncio.
+`AuthenticationError`. `list_jobs(status=..., since=...)` iterates over the caller's jobs, page
+after page. `AsyncSttClient` offers the same calls for asyncio.
 
 `verify_webhook(body, request.headers["X-STT-Signature"], secret)` checks a webhook's signature.
 """
@@ -26,7 +27,7 @@ from stt_client.errors import (
     SttError,
     Unavailable,
 )
-from stt_client.models import Job, RemovedSegment, Segment, Word
+from stt_client.models import Job, JobPage, RemovedSegment, Segment, Word
 from stt_client.sync_client import SttClient
 from stt_client.webhooks import SIGNATURE_HEADER, verify_webhook
 
@@ -39,6 +40,7 @@ __all__ = [
     "Job",
     "JobFailed",
     "JobNotFound",
+    "JobPage",
     "RemovedSegment",
     "Segment",
     "SttClient",

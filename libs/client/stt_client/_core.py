@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -19,7 +20,7 @@ from stt_client.errors import (
     JobNotFound,
     Unavailable,
 )
-from stt_client.models import Job
+from stt_client.models import Job, JobPage, Status
 
 API_PATH: Final = "/api/v1/transcribe"
 UPLOAD_PATH: Final = "/api/v1/uploads"
@@ -75,11 +76,50 @@ def default_request_id(media_url: str, language: str, options: JobOptions = DEFA
 
 
 def submit_body(
-    request_id: str, media_url: str, language: str, options: JobOptions
+    request_id: str,
+    media_url: str,
+    language: str,
+    options: JobOptions,
+    metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    return {"request_id": request_id, "media_url": media_url, "language": language} | (
-        options.fields()
-    )
+    body = {"request_id": request_id, "media_url": media_url, "language": language}
+    return body | options.fields() | ({"metadata": metadata} if metadata else {})
+
+
+LIST_PAGE: Final = 100
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The filters of `list_jobs`; `params` adds the cursor of the page wanted."""
+
+    status: Status | None = None
+    since: datetime | None = None
+    metadata: tuple[str, str] | None = None  # (key, value)
+    include_transcript: bool = False
+    page_size: int = LIST_PAGE
+    tenant: str | None = None  # admin keys only; "*" for every tenant
+
+    def params(self, cursor: str | None) -> dict[str, str]:
+        params = {"limit": str(self.page_size)}
+        if self.status is not None:
+            params["status"] = self.status
+        if self.since is not None:
+            since = self.since if self.since.tzinfo else self.since.astimezone()
+            params["since"] = since.isoformat()
+        if self.metadata is not None:
+            params[f"metadata.{self.metadata[0]}"] = self.metadata[1]
+        if self.include_transcript:
+            params["include"] = "transcript"
+        if self.tenant is not None:
+            params["tenant"] = self.tenant
+        if cursor is not None:
+            params["cursor"] = cursor
+        return params
+
+
+def page_of(response: httpx.Response) -> JobPage:
+    return JobPage.model_validate_json(response.content)
 
 
 def _detail(response: httpx.Response) -> str:

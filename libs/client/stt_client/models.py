@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -66,7 +67,19 @@ class Job(BaseModel):
     detected_language: str | None = None
     language_mismatch: bool | None = None
     removed_segments: list[RemovedSegment] | None = None
+    metadata: dict[str, str] | None = None  # as given on submit
+    tenant: str | None = None  # absent for the default tenant
+    submitted_at: datetime | None = None  # in job lists
 
     @property
     def done(self) -> bool:
         return self.status != "PROCESSING"
+
+
+class JobPage(BaseModel):
+    """One page of `GET /api/v1/transcribe`: jobs newest first, and the next page's cursor."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    jobs: list[Job]
+    next_cursor: str | None = None

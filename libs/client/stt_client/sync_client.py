@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ import httpx
 from stt_client import _core
 from stt_client._core import Task
 from stt_client.errors import JobFailed, JobNotFound
-from stt_client.models import Job, SubtitleFormat
+from stt_client.models import Job, Status, SubtitleFormat
 
 T = TypeVar("T")
 
@@ -80,14 +81,17 @@ class SttClient:
         hotwords: str | None = None,
         task: Task = "transcribe",
         word_timestamps: bool = False,
+        metadata: dict[str, str] | None = None,
     ) -> Job:
         """Submit a job; a known `request_id` returns that job's state (idempotent).
 
         `prompt`: text the model reads before the audio (names, spelling); `hotwords`: words
         it should expect; `task="translate"`: the English translation of the speech;
-        `word_timestamps`: each segment lists its words with times."""
+        `word_timestamps`: each segment lists its words with times; `metadata`: your own
+        context (string values, at most 16 keys and 2 KiB), echoed in polls, lists and
+        webhooks."""
         options = _core.JobOptions(prompt, hotwords, task, word_timestamps)
-        body = _core.submit_body(request_id, media_url, language, options)
+        body = _core.submit_body(request_id, media_url, language, options, metadata)
         return self._call(request_id, _core.job_of, "POST", _core.API_PATH, json=body)
 
     def upload(self, path: str | os.PathLike[str]) -> str:
@@ -112,6 +116,32 @@ class SttClient:
     def delete(self, request_id: str) -> None:
         """Forget the job; a transcriber working on it stops at its next safe point."""
         self._call(request_id, lambda r: None, "DELETE", f"{_core.API_PATH}/{request_id}")
+
+    def list_jobs(
+        self,
+        *,
+        status: Status | None = None,
+        since: datetime | None = None,
+        metadata: tuple[str, str] | None = None,
+        include_transcript: bool = False,
+        page_size: int = _core.LIST_PAGE,
+        tenant: str | None = None,
+    ) -> Iterator[Job]:
+        """The caller's jobs, newest first, following the pages (`GET /api/v1/transcribe`).
+
+        `status`: only PROCESSING, COMPLETED or FAILED; `since`: only submitted at or after it;
+        `metadata`: only jobs whose metadata holds this (key, value); `include_transcript`:
+        also transcription and segments; `tenant`: with an admin key, another tenant ("*":
+        every tenant). Jobs submitted while iterating are not listed; none is listed twice."""
+        query = _core.ListQuery(status, since, metadata, include_transcript, page_size, tenant)
+        cursor: str | None = None
+        while True:
+            params = query.params(cursor)
+            page = self._call("", _core.page_of, "GET", _core.API_PATH, params=params)
+            yield from page.jobs
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def wait(
         self,
@@ -155,6 +185,7 @@ class SttClient:
         hotwords: str | None = None,
         task: Task = "transcribe",
         word_timestamps: bool = False,
+        metadata: dict[str, str] | None = None,
     ) -> Job:
         """Submit and wait (the options as in `submit`). Without `request_id`, one is derived
         from the URL, language and options, so calling again after a crash or timeout picks up
@@ -169,5 +200,6 @@ class SttClient:
             hotwords=hotwords,
             task=task,
             word_timestamps=word_timestamps,
+            metadata=metadata,
         )
         return self.wait(request_id, deadline)

@@ -1,7 +1,8 @@
 """Kafka clients configured from settings, topic creation, and event (de)serialisation.
 
-Every event is JSON (UTF-8) keyed by its `request_id`, so all events of one job land on one
-partition in order, and the compacted status topic keeps one value per job.
+Every event is JSON (UTF-8) keyed by its job id (`stt_common.tenants`: the `request_id` for the
+default tenant), so all events of one job land on one partition in order, and the compacted
+status topic keeps one value per job.
 """
 
 from __future__ import annotations

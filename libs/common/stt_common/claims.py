@@ -5,7 +5,7 @@ duplicates of a submit event (an upstream producer sending twice, an API publish
 replayed record) would each be transcribed while the projector lags. The claim does not lag:
 a transcriber writes it itself before it starts a job.
 
-`stt:claim:{request_id}:{generation}` holds one of
+`stt:claim:{job_id}:{generation}` (the job id: `stt_common.tenants.job_id`) holds one of
   * ``run {token} {attempt}``: a worker runs the job; the key expires after the lease
     (`STT_WORKER_CLAIM_LEASE`) unless that worker renews it (every third of the lease), so a
     crashed or frozen worker's job is free again within one lease;
@@ -78,8 +78,8 @@ class ClaimOutcome(enum.StrEnum):
     UNCHECKED = "unchecked"  # Redis did not answer: run without a claim
 
 
-def claim_key(request_id: str, generation: int) -> str:
-    return f"{CLAIM_PREFIX}{request_id}:{generation}"
+def claim_key(job_id: str, generation: int) -> str:
+    return f"{CLAIM_PREFIX}{job_id}:{generation}"
 
 
 @dataclass
@@ -109,10 +109,10 @@ class Claims:
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
         self._settle = redis.register_script(_SETTLE)
-        self.held: dict[str, Claim] = {}  # by request_id: the claims this worker holds now
+        self.held: dict[str, Claim] = {}  # by job id: the claims this worker holds now
 
     async def acquire(self, job: SubmitEvent) -> Claim:
-        key = claim_key(job.request_id, job.generation)
+        key = claim_key(job.job_id, job.generation)
         value = f"run {self.owner}/{uuid.uuid4().hex[:12]} {job.attempt}"
         try:
             answer = await self._acquire(keys=[key], args=[value, job.attempt, self.lease_ms])
@@ -124,7 +124,7 @@ class Claims:
             return Claim(key, value, ClaimOutcome.UNCHECKED)
         claim = Claim(key, value, ClaimOutcome(_text(answer)))
         if claim.outcome is ClaimOutcome.ACQUIRED:
-            self.held[job.request_id] = claim
+            self.held[job.job_id] = claim
         return claim
 
     @contextlib.asynccontextmanager
@@ -154,26 +154,26 @@ class Claims:
                 log.warning("claim %s was taken by another worker", claim.key)
                 return
 
-    async def finish(self, request_id: str) -> None:
+    async def finish(self, job_id: str) -> None:
         """The outcome is published: every later copy of this generation is skipped."""
-        await self._settle_held(request_id, DONE, self.done_ttl)
+        await self._settle_held(job_id, DONE, self.done_ttl)
 
-    async def hand_on(self, request_id: str, next_attempt: int) -> None:
+    async def hand_on(self, job_id: str, next_attempt: int) -> None:
         """The job went to a retry topic: only attempt `next_attempt` or later may take it."""
-        await self._settle_held(request_id, f"next {next_attempt}", self.done_ttl)
+        await self._settle_held(job_id, f"next {next_attempt}", self.done_ttl)
 
-    async def release(self, request_id: str) -> None:
+    async def release(self, job_id: str) -> None:
         """The job is handed back unfinished (shutdown, outcome not published): free it now."""
-        await self._settle_held(request_id, "", 0)
+        await self._settle_held(job_id, "", 0)
 
-    async def _settle_held(self, request_id: str, value: str, ttl: int) -> None:
-        claim = self.held.pop(request_id, None)
+    async def _settle_held(self, job_id: str, value: str, ttl: int) -> None:
+        claim = self.held.pop(job_id, None)
         if claim is None:
             return
         try:
             await self._settle(keys=[claim.key], args=[claim.value, value, ttl])
         except RedisError as exc:  # the lease runs out by itself
-            log.warning("claim not settled (%s)", exc, extra={"request_id": request_id})
+            log.warning("claim not settled (%s)", exc, extra={"job_id": job_id})
 
 
 def _text(answer: bytes | str) -> str:

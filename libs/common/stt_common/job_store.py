@@ -16,17 +16,22 @@ final?" check), so the rule is written once here and nowhere else.
 
 Each key expires `REDIS_JOB_TTL` seconds after the job's own last change (`updated_at`), never
 after the moment it was written, so a rebuild from Kafka restores the same expiry.
+
+Keys are job ids (`stt_common.tenants.job_id`): the bare `request_id` for the `default` tenant.
+The job lists (`stt_common.job_index`) are written in the same round trips.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
 from redis.asyncio import BlockingConnectionPool, Connection, Redis, SSLConnection
 
+from stt_common.job_index import Cursor, JobIndex, Page
 from stt_common.messages import JobRecord, Phase
 from stt_common.settings import RedisSettings
 
@@ -98,8 +103,9 @@ def settles(stored: JobRecord, generation: int) -> bool:
     return rank(stored) >= Rank(generation, Phase.TERMINAL)
 
 
-def job_key(request_id: str) -> str:
-    return KEY_PREFIX + request_id
+def job_key(job_id: str) -> str:
+    """The Redis key of a job, by its job id (`stt_common.tenants.job_id`)."""
+    return KEY_PREFIX + job_id
 
 
 def _ms(moment: datetime) -> int:
@@ -133,29 +139,33 @@ class JobStore:
         self._apply = redis.register_script(_APPLY)
         self._create = redis.register_script(_CREATE)
         self._discard = redis.register_script(_DISCARD)
+        self.index = JobIndex(redis, ttl, KEY_PREFIX)
 
     def expire_at(self, record: JobRecord) -> int:
         return int(record.updated_at.timestamp()) + self.ttl
 
-    async def get(self, request_id: str) -> JobRecord | None:
-        data = await self.redis.hget(job_key(request_id), "data")
+    async def get(self, job_id: str) -> JobRecord | None:
+        data = await self.redis.hget(job_key(job_id), "data")
         return JobRecord.model_validate_json(data) if data else None
 
     async def create(self, record: JobRecord, ttl: int) -> tuple[JobRecord | None, str]:
         """Store `record` unless the job exists. Returns (existing record or None, data written)."""
         data = record.model_dump_json(exclude_none=True)
         existing = await self._create(
-            keys=[job_key(record.request_id)],
+            keys=[job_key(record.job_id)],
             args=[data, _ms(record.updated_at), ttl, record.generation],
         )
         return (JobRecord.model_validate_json(existing) if existing else None), data
 
     async def confirm(self, record: JobRecord) -> None:
         """Extend a freshly created record to its full TTL once its event is durable."""
-        await self.redis.expireat(job_key(record.request_id), self.expire_at(record), gt=True)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.expireat(job_key(record.job_id), self.expire_at(record), gt=True)
+            await self.index.add(record, self.expire_at(record), pipe, time.time())
+            await pipe.execute()
 
-    async def discard(self, request_id: str, data: str) -> None:
-        await self._discard(keys=[job_key(request_id)], args=[data])
+    async def discard(self, job_id: str, data: str) -> None:
+        await self._discard(keys=[job_key(job_id)], args=[data])
 
     async def apply(self, record: JobRecord, now: float) -> Outcome:
         """Store `record` if the ordering rule allows it (see the module docstring)."""
@@ -179,18 +189,34 @@ class JobStore:
                     record.attempt,
                     -1 if record.progress is None else record.progress,
                 ]
-                await self._apply(keys=[job_key(record.request_id)], args=args, client=pipe)
-            results = await pipe.execute()
+                await self._apply(keys=[job_key(record.job_id)], args=args, client=pipe)
+                await self.index.add(record, self.expire_at(record), pipe, now)
+            # Two replies per record: the ordering rule's outcome, then the index's.
+            results = (await pipe.execute())[::2]
         return [Outcome(r.decode() if isinstance(r, bytes) else r) for r in results]
 
-    async def get_many(self, request_ids: Sequence[str]) -> list[JobRecord | None]:
-        if not request_ids:
+    async def get_many(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
+        if not job_ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
-            for request_id in request_ids:
-                pipe.hget(job_key(request_id), "data")
+            for job_id in job_ids:
+                pipe.hget(job_key(job_id), "data")
             found = await pipe.execute()
         return [JobRecord.model_validate_json(data) if data else None for data in found]
 
-    async def delete(self, request_id: str) -> bool:
-        return bool(await self.redis.delete(job_key(request_id)))
+    async def delete(self, job_id: str) -> bool:
+        return bool(await self.redis.delete(job_key(job_id)))
+
+    async def list_jobs(
+        self,
+        tenant: str | None,
+        *,
+        since: datetime | None = None,
+        after: Cursor | None = None,
+        limit: int = 100,
+        accept: Callable[[JobRecord], bool] | None = None,
+    ) -> Page:
+        """A page of a job list (see `stt_common.job_index`); `tenant` None: every tenant."""
+        return await self.index.page(
+            self.get_many, tenant, since=since, after=after, limit=limit, accept=accept
+        )

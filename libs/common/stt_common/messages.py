@@ -7,6 +7,7 @@ bodies of the public API all live here, so that the JSON Schemas under `libs/com
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
@@ -22,7 +23,9 @@ from pydantic import (
     model_validator,
 )
 
+from stt_common import tenants
 from stt_common.languages import WHISPER_LANGUAGES
+from stt_common.tenants import TenantName
 
 SCHEMA_VERSION = 1
 MAX_URL_LENGTH = 4096
@@ -32,6 +35,9 @@ CALLBACK_SCHEMES = ("http", "https")
 # fewer of most other scripts, so 1000 characters is more than the model can use, never less.
 MAX_PROMPT_CHARS = 1000
 MAX_HOTWORDS_CHARS = 500
+MAX_METADATA_KEYS = 16
+MAX_METADATA_BYTES = 2048  # keys and values together, UTF-8
+METADATA_KEY_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
 RequestId = Annotated[
     str,
@@ -88,6 +94,22 @@ def _check_language(value: str) -> str:
     return value
 
 
+def _check_metadata(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_METADATA_KEYS:
+        raise ValueError(f"metadata has {len(value)} keys; at most {MAX_METADATA_KEYS} are allowed")
+    for key in value:
+        if not re.match(METADATA_KEY_PATTERN, key):
+            raise ValueError(
+                f"metadata key {key[:64]!r} must be 1-64 characters of letters, digits and . _ -"
+            )
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in value.items())
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(
+            f"metadata is {size} bytes (keys and values, UTF-8); at most {MAX_METADATA_BYTES}"
+        )
+    return value
+
+
 MediaUrl = Annotated[
     str,
     AfterValidator(_check_media_url),
@@ -106,6 +128,20 @@ CallbackUrl = Annotated[
         "(see docs/webhooks.md)",
         examples=["https://app.example.com/hooks/stt"],
         json_schema_extra={"minLength": 1, "maxLength": MAX_URL_LENGTH},
+    ),
+]
+Metadata = Annotated[
+    dict[str, str],
+    AfterValidator(_check_metadata),
+    Field(
+        description=f"The client's own context, stored with the job and echoed in polls, lists, "
+        f"result events and webhooks: string values, at most {MAX_METADATA_KEYS} keys "
+        f"(letters, digits and . _ -) and {MAX_METADATA_BYTES} bytes in all",
+        examples=[{"post_id": "7577034049470926087", "channel": "news"}],
+        json_schema_extra={
+            "maxProperties": MAX_METADATA_KEYS,
+            "propertyNames": {"pattern": METADATA_KEY_PATTERN},
+        },
     ),
 ]
 Language = Annotated[
@@ -248,6 +284,12 @@ class _Event(BaseModel):
     schema_version: Literal[1] = 1
     request_id: RequestId
     generation: int = Field(1, ge=1, description="1, plus one for each replay of the job")
+    tenant: TenantName | None = None
+
+    @property
+    def job_id(self) -> str:
+        """The id the job is stored under (`stt_common.tenants`): its Kafka key too."""
+        return tenants.job_id(self.tenant, self.request_id)
 
 
 class SubmitEvent(_Event):
@@ -281,6 +323,7 @@ class SubmitEvent(_Event):
         description="First sampling temperature (OpenAI's `temperature`); None or 0 = greedy, "
         "raised step by step when the decode fails its checks",
     )
+    metadata: Metadata | None = None
 
     @model_validator(mode="after")
     def _not_before_only_on_retry_topics(self, info: ValidationInfo) -> SubmitEvent:
@@ -345,6 +388,7 @@ class JobOrigin(BaseModel):
     source: Source | None = None
     submitted_at: datetime | None = None
     callback_url: str | None = Field(None, description="Where the webhook goes; never served")
+    metadata: dict[str, str] | None = None
 
 
 def origin_of(event: SubmitEvent) -> dict[str, Any]:
@@ -355,6 +399,7 @@ def origin_of(event: SubmitEvent) -> dict[str, Any]:
         "source": event.source,
         "submitted_at": event.submitted_at,
         "callback_url": event.callback_url,
+        "metadata": event.metadata,
     }
 
 
@@ -386,10 +431,16 @@ class JobRecord(TranscriptFields, JobOrigin):
     worker: str | None = None
     eta: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+    tenant: TenantName | None = None
 
     @property
     def phase(self) -> Phase:
         return Phase.of(self.status)
+
+    @property
+    def job_id(self) -> str:
+        """The id the job is stored under (`stt_common.tenants`)."""
+        return tenants.job_id(self.tenant, self.request_id)
 
     @classmethod
     def from_submit(cls, event: SubmitEvent) -> JobRecord:
@@ -401,6 +452,7 @@ class JobRecord(TranscriptFields, JobOrigin):
             attempt=event.attempt,
             updated_at=event.submitted_at,
             **origin_of(event),
+            tenant=event.tenant,
         )
 
     @classmethod
@@ -432,6 +484,7 @@ class TranscribeRequest(BaseModel):
         Task.TRANSCRIBE, description="'translate' gives the English translation of the speech"
     )
     word_timestamps: bool = Field(False, description="Each segment lists its words with times")
+    metadata: Metadata | None = None
 
 
 class JobResponse(TranscriptFields):
@@ -447,6 +500,9 @@ class JobResponse(TranscriptFields):
     poll_after_seconds: float | None = Field(
         None, description="While PROCESSING: seconds until polling again is worth it (estimate)"
     )
+    metadata: dict[str, str] | None = Field(None, description="As given on submit")
+    tenant: str | None = Field(None, description="The job's tenant, when not `default`")
+    submitted_at: datetime | None = Field(None, description="In job lists: when it was submitted")
 
     @classmethod
     def from_record(cls, record: JobRecord, message: str | None = None) -> JobResponse:
@@ -460,7 +516,21 @@ class JobResponse(TranscriptFields):
             progress=record.progress,
             generation=record.generation,
             attempt=record.attempt,
+            metadata=record.metadata,
+            tenant=record.tenant if tenants.name_of(record.tenant) != tenants.DEFAULT else None,
         )
+
+
+class JobList(BaseModel):
+    """Body of `GET /api/v1/transcribe`: one page of the caller's jobs, newest first."""
+
+    jobs: list[JobResponse] = Field(
+        description="Each as a poll answers it; without transcript, segments and removed "
+        "segments unless include=transcript"
+    )
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; absent on the last page"
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -18,6 +18,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from fastapi import FastAPI
 
 from stt_api.app import create_app
+from stt_api.auth import accepted
 from stt_api.deps import Wiring
 from stt_api.long_poll import LongPolls
 from stt_api.media_store import MediaStore
@@ -91,7 +92,7 @@ def in_process_api(settings: Settings) -> InProcessApi:
         media_store=MediaStore(settings.minio),
         upload_slots=UploadSlots(settings.api.uploads_per_key, settings.api.uploads_max_active),
         rate_limiter=RateLimiter(redis, settings.api.rate_limit_per_minute),
-        api_keys=[k.get_secret_value().encode() for k in settings.api.api_keys],
+        api_keys=accepted(settings.api),
         served_model=served_model_id(settings.model.model),
     )
     app.state.wiring = wiring

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from stt_api import docs_pages, errors, guard, polling
-from stt_api.auth import accepted_keys
+from stt_api.auth import accepted
 from stt_api.body_limit import BodyLimit
 from stt_api.deps import Wiring
 from stt_api.http_metrics import HttpMetrics
@@ -29,7 +29,7 @@ from stt_common.settings import Settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     otel.setup("api")  # span export, only when OTEL_EXPORTER_OTLP_ENDPOINT is set
-    api_keys = accepted_keys(settings.api)  # fails before serving when no key is configured
+    api_keys = accepted(settings.api)  # fails before serving when no key is configured
 
     # Built before serving: nothing here holds a connection (MinIO's client connects per call).
     poll_advisor = polling.PollAdvisor(settings.api.poll_rtf)

@@ -16,6 +16,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from stt_api.auth import DEVELOPMENT_CALLER, SCOPE_KEY, ApiKey, Caller
 from stt_api.long_poll import LongPolls
 from stt_api.media_store import MediaStore
 from stt_api.polling import PollAdvisor
@@ -38,7 +39,7 @@ class Wiring:
     media_store: MediaStore
     upload_slots: UploadSlots
     rate_limiter: RateLimiter
-    api_keys: list[bytes]  # accepted X-API-Key values; empty only in development mode
+    api_keys: list[ApiKey]  # accepted X-API-Key values; empty only in development mode
     served_model: str  # the model id the OpenAI-compatible routes name
 
 
@@ -80,6 +81,12 @@ async def _wiring(request: Request) -> Wiring:
     return wiring_of(request)
 
 
+async def _caller(request: Request) -> Caller:
+    # Set by the guard on every route it covers.
+    caller: Caller = request.scope.get(SCOPE_KEY, DEVELOPMENT_CALLER)
+    return caller
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 JobStoreDep = Annotated[JobStore, Depends(_job_store)]
 PublisherDep = Annotated[SubmitPublisher, Depends(_publisher)]
@@ -88,3 +95,4 @@ PollAdvisorDep = Annotated[PollAdvisor, Depends(_poll_advisor)]
 MediaStoreDep = Annotated[MediaStore, Depends(_media_store)]
 UploadSlotsDep = Annotated[UploadSlots, Depends(_upload_slots)]
 WiringDep = Annotated[Wiring, Depends(_wiring)]
+CallerDep = Annotated[Caller, Depends(_caller)]

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stt_api.auth import key_matches
+from stt_api.auth import DEVELOPMENT_CALLER, SCOPE_KEY, match
 from stt_api.deps import Wiring
 from stt_api.openai_format import ErrorType, error_body
 
@@ -47,9 +47,11 @@ class ApiGuard:
             missing = "Missing API key: send Authorization: Bearer <key>" if openai else None
             await _refuse(401, missing or "Missing X-API-Key header", scope, receive, send)
             return
-        if keys and not key_matches(candidate or "", keys):
+        caller = match(candidate or "", keys) if keys else DEVELOPMENT_CALLER
+        if caller is None:
             await _refuse(401, "Invalid API key", scope, receive, send)
             return
+        scope[SCOPE_KEY] = caller
         limiter = wiring.rate_limiter
         # Without keys (development mode) the client address is the identity.
         client = scope.get("client")
@@ -117,7 +119,8 @@ def document(openapi: dict[str, Any]) -> dict[str, Any]:
         "type": "apiKey",
         "in": "header",
         "name": "X-API-Key",
-        "description": "One of the keys in STT_API_KEYS / STT_API_KEYS_FILE",
+        "description": "One of the keys in STT_API_KEYS / STT_API_KEYS_FILE (the key part of a "
+        "tenant:key entry): it names the tenant whose jobs the request sees",
     }
     components["securitySchemes"][BEARER_SCHEME] = {
         "type": "http",

@@ -43,7 +43,7 @@ async def enqueue(
         await unconfirmed.remember(store.redis, event, pending_ttl)  # the record stays too
         raise
     except BaseException:
-        await store.discard(record.request_id, written)
+        await store.discard(record.job_id, written)
         raise
     await store.confirm(record)
     metrics.JOBS_SUBMITTED.inc()
@@ -57,7 +57,7 @@ async def _resend_unconfirmed(
     """A known job; if its first publish's outcome is unknown, the same event is sent again and
     the answer is (record, True) once Kafka acknowledges it. Any failure here is still unknown:
     the first copy may yet arrive."""
-    event = await unconfirmed.recall(store.redis, existing.request_id)
+    event = await unconfirmed.recall(store.redis, existing.job_id)
     if event is None:
         return existing, False
     try:
@@ -66,7 +66,7 @@ async def _resend_unconfirmed(
     except PublishRefused as exc:
         raise PublishUnknown(str(exc)) from exc
     await store.confirm(existing)
-    await unconfirmed.settle(store.redis, existing.request_id)
+    await unconfirmed.settle(store.redis, existing.job_id)
     metrics.JOBS_SUBMITTED.inc()
     log.info("job accepted on resubmit", extra={"request_id": existing.request_id})
     return existing, True

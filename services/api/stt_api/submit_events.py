@@ -53,7 +53,7 @@ class SubmitPublisher:
         headers = trace.kafka_headers() if trace is not None else None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.publish_timeout
-        value, key = bus.encode(event), bus.key(event.request_id)
+        value, key = bus.encode(event), bus.key(event.job_id)
         for resend in (False, True):
             # Step 1, handing the record to the producer: until it returns, nothing is queued,
             # so a timeout or error here (Kafka unreachable at start, no metadata) is a refusal.
@@ -84,9 +84,9 @@ class SubmitPublisher:
     def _late(self, step: str) -> str:
         return f"Kafka did not {step} the job within {self.settings.publish_timeout:g}s"
 
-    async def forget(self, request_id: str) -> None:
+    async def forget(self, job_id: str) -> None:
         """Tombstone the job on the compacted status topic, so a rebuild cannot restore it."""
-        await self._send(self.settings.topic_status, request_id, None)
+        await self._send(self.settings.topic_status, job_id, None)
 
     async def _send(
         self,

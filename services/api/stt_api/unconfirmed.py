@@ -2,7 +2,7 @@
 producer still holds it and may deliver it later (stt_api.submit_events.PublishUnknown).
 
 The API keeps the job's record (PROCESSING, with the short STT_SUBMIT_TTL_BEFORE_PUBLISH) and
-stores the exact event under `stt:unconfirmed:{request_id}` for as long. The client is told
+stores the exact event under `stt:unconfirmed:{job_id}` (the job id, `stt_common.tenants.job_id`) for as long. The client is told
 "unknown, resubmit with the same request_id"; that resubmit sends this same event again, so the
 job exists once it is acknowledged, whichever copy arrives. Two copies of one event are one job:
 the transcriber's claim (stt_common.claims) runs it once, the ordering rule keeps one state.
@@ -17,18 +17,18 @@ from stt_common.messages import SubmitEvent
 KEY_PREFIX = "stt:unconfirmed:"
 
 
-def unconfirmed_key(request_id: str) -> str:
-    return KEY_PREFIX + request_id
+def unconfirmed_key(job_id: str) -> str:
+    return KEY_PREFIX + job_id
 
 
 async def remember(redis: Redis, event: SubmitEvent, ttl: int) -> None:
-    await redis.set(unconfirmed_key(event.request_id), event.model_dump_json(), ex=ttl)
+    await redis.set(unconfirmed_key(event.job_id), event.model_dump_json(), ex=ttl)
 
 
-async def recall(redis: Redis, request_id: str) -> SubmitEvent | None:
-    data = await redis.get(unconfirmed_key(request_id))
+async def recall(redis: Redis, job_id: str) -> SubmitEvent | None:
+    data = await redis.get(unconfirmed_key(job_id))
     return SubmitEvent.model_validate_json(data) if data else None
 
 
-async def settle(redis: Redis, request_id: str) -> None:
-    await redis.delete(unconfirmed_key(request_id))
+async def settle(redis: Redis, job_id: str) -> None:
+    await redis.delete(unconfirmed_key(job_id))

@@ -53,17 +53,17 @@ class BatchProjector:
         undo = {i for i, _ in written} - {i for i, _ in await self._not_deleted(records, written)}
         for i, job in written:
             if i in undo:
-                await self.store.delete(job.request_id)
+                await self.store.delete(job.job_id)
         # SAME is re-logged too (an earlier run may have died before logging it), but as the
         # state Redis holds: a losing duplicate must never become the compacted value.
-        same = [j.request_id for (_, j), o in zip(live, applied, strict=True) if o is Outcome.SAME]
+        same = [j.job_id for (_, j), o in zip(live, applied, strict=True) if o is Outcome.SAME]
         held_now = dict(zip(same, await self.store.get_many(same), strict=True))
         acks: list[asyncio.Future[RecordMetadata]] = []
         for (i, job), outcome in zip(live, applied, strict=True):
             if i in undo:
                 continue
             outcomes[i] = outcome
-            held = job if outcome is Outcome.APPLIED else held_now.get(job.request_id)
+            held = job if outcome is Outcome.APPLIED else held_now.get(job.job_id)
             if outcome in (Outcome.APPLIED, Outcome.SAME) and held is not None:
                 acks.append(await self._log_state(held))
             with tracing.use(tracing.from_kafka(records[i].headers)):
@@ -84,7 +84,7 @@ class BatchProjector:
         self, records: Sequence[bus.Record], jobs: list[tuple[int, JobRecord]]
     ) -> list[tuple[int, JobRecord]]:
         marks = await cancellation.cancelled_at_many(
-            self.store.redis, [job.request_id for _, job in jobs]
+            self.store.redis, [job.job_id for _, job in jobs]
         )
         kept = []
         for (i, job), at in zip(jobs, marks, strict=True):
@@ -100,7 +100,7 @@ class BatchProjector:
 
     async def _log_state(self, held: JobRecord) -> asyncio.Future[RecordMetadata]:
         return await self.producer.send(
-            self.settings.topic_status, bus.encode(held), key=bus.key(held.request_id)
+            self.settings.topic_status, bus.encode(held), key=bus.key(held.job_id)
         )
 
     async def _dead_letter(self, record: bus.Record, message: str) -> None:

@@ -36,7 +36,7 @@ async def rebuild(settings: KafkaSettings, store: JobStore) -> Counter[str]:
                 for record in records:
                     if record.value is None and record.key:  # a tombstone: the job was deleted
                         await _apply(store, pending, counts)
-                        await store.delete(record.key.decode())
+                        await store.delete(record.key.decode())  # a job id
                         counts["deleted"] += 1
                         continue
                     try:

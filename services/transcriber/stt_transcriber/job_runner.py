@@ -135,13 +135,14 @@ class JobRunner:
             status=status,
             worker=self.worker_id,
             **origin_of(job),
+            tenant=job.tenant,
             **fields,
         )
 
     def progress(self, job: SubmitEvent, stage: Stage, share: float | None) -> ResultEvent:
         # Duration and ETA let the API tell pollers when the result is worth asking for.
-        duration = self.durations.get(job.request_id)
-        eta = self.etas.get(job.request_id)
+        duration = self.durations.get(job.job_id)
+        eta = self.etas.get(job.job_id)
         return self._result(
             job,
             JobStatus.PROCESSING,
@@ -206,10 +207,10 @@ class JobRunner:
             with otel.step("probe"):
                 duration = await asyncio.to_thread(audio.probe, media, self.fetch.max_audio_seconds)
             if duration > 0:
-                self.durations[job.request_id] = round(duration, 3)
+                self.durations[job.job_id] = round(duration, 3)
             await self._stop_if_cancelled(job)
             eta = Eta(datetime.now(UTC), self.speed.predict(duration))
-            self.etas[job.request_id] = eta
+            self.etas[job.job_id] = eta
             await report(Stage.TRANSCRIBING, 0.0)
             with otel.step("transcribe"):
                 transcript = await self._transcribe(job, media, report, eta, watch)
@@ -218,8 +219,8 @@ class JobRunner:
             watching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watching
-            self.durations.pop(job.request_id, None)
-            self.etas.pop(job.request_id, None)
+            self.durations.pop(job.job_id, None)
+            self.etas.pop(job.job_id, None)
             shutil.rmtree(scratch, ignore_errors=True)
         return fit_in_a_record(
             self._result(

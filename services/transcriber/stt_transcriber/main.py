@@ -54,7 +54,7 @@ async def _main(settings: Settings) -> int:
     stop = lifecycle.stop_on_signals()
 
     async def cancelled(job: SubmitEvent) -> bool:
-        return await cancellation.covers(redis, job.request_id, job.submitted_at)
+        return await cancellation.covers(redis, job.job_id, job.submitted_at)
 
     runner = JobRunner(
         engine, settings.fetch, settings.minio, settings.worker.work_dir, worker_id, cancelled

@@ -151,14 +151,14 @@ class Worker:
             return
         finally:  # a job not finished here (handed back, fenced, failed to publish) is free again
             if finished:
-                await self.claims.finish(job.request_id)
+                await self.claims.finish(job.job_id)
             else:
-                await self.claims.release(job.request_id)
+                await self.claims.release(job.job_id)
         await self.consume.done(record)
 
     async def _already_final(self, job: SubmitEvent) -> bool:
         try:
-            current = await self.store.get(job.request_id)
+            current = await self.store.get(job.job_id)
         except Exception as exc:  # Redis is only a shortcut here; Kafka stays the truth
             log.warning("job lookup failed (%s); running the job", exc)
             return False
@@ -234,10 +234,10 @@ class Worker:
         await self.producer.send_and_wait(
             topic,
             bus.encode(retry_of(job, due)),
-            key=bus.key(job.request_id),
+            key=bus.key(job.job_id),
             headers=tracing.current_kafka_headers(),
         )
-        await self.claims.hand_on(job.request_id, job.attempt + 1)
+        await self.claims.hand_on(job.job_id, job.attempt + 1)
         await self._publish(
             retrying(self.runner.progress(job, Stage.RETRYING, None), job, delay, error)
         )
@@ -252,7 +252,7 @@ class Worker:
         await self.producer.send_and_wait(
             self.settings.topic_results,
             bus.encode(event),
-            key=bus.key(event.request_id),
+            key=bus.key(event.job_id),
             headers=tracing.current_kafka_headers(),
         )
 

@@ -1,7 +1,7 @@
-"""`stt:webhook:{request_id}` = the newest generation whose webhook is done (sent or
-dead-lettered), so a duplicate terminal result (a worker that lost its partition redid the job)
-or a record read again after a restart is not POSTed twice. Redis is only a shortcut here:
-when it is down, the webhook goes out (at least once beats never).
+"""`stt:webhook:{job id}` (`stt_common.tenants`) = the newest generation whose webhook is done
+(sent or dead-lettered), so a duplicate terminal result (a worker that lost its partition redid
+the job) or a record read again after a restart is not POSTed twice. Redis is only a shortcut
+here: when it is down, the webhook goes out (at least once beats never).
 """
 
 from __future__ import annotations

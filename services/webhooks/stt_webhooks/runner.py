@@ -146,7 +146,7 @@ class Webhooks:
             await self._handle(tp, record, event)
 
     async def _handle(self, tp: TopicPartition, record: Record, event: ResultEvent) -> None:
-        key = (event.request_id, event.generation)
+        key = (event.job_id, event.generation)
         extra = {"request_id": event.request_id}
         me = asyncio.current_task()
         if key in self.active:
@@ -181,7 +181,7 @@ class Webhooks:
 
     async def _cancelled(self, event: ResultEvent) -> bool:
         try:
-            return await cancellation.covers(self.redis, event.request_id, event.submitted_at)
+            return await cancellation.covers(self.redis, event.job_id, event.submitted_at)
         except Exception as exc:  # Redis down: deliver; the receiver may get a deleted job's end
             log.warning("cancel check failed (%s); delivering", exc)
             return False

@@ -34,6 +34,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
 from stt_api import jobs, openai_docs
+from stt_api.auth import DEVELOPMENT_CALLER, SCOPE_KEY, Caller
 from stt_api.deps import Wiring, WiringDep
 from stt_api.media_store import MediaStore, StoreUnavailable, TooLarge, UploadPace
 from stt_api.openai_form import read_fields
@@ -48,6 +49,7 @@ from stt_api.openai_format import (
 )
 from stt_api.routes.uploads import safe_name
 from stt_api.submit_events import PublishError
+from stt_common import tenants
 from stt_common.job_store import JobStore
 from stt_common.messages import (
     JobRecord,
@@ -162,7 +164,7 @@ async def _read_form(request: Request, limit: int) -> FormData:
 
 
 async def _outcome(
-    store: JobStore, request_id: str, wait: float, gone: Callable[[], Awaitable[bool]]
+    store: JobStore, job_id: str, wait: float, gone: Callable[[], Awaitable[bool]]
 ) -> JobRecord | None:
     """The job's record once COMPLETED or FAILED, or as it is after `wait` seconds or when the
     client has gone away (`gone`: no one is left to answer; the job goes on); None when the job
@@ -170,13 +172,13 @@ async def _outcome(
     deadline = time.monotonic() + wait
     step = WAIT_FIRST
     while True:
-        record = await store.get(request_id)
+        record = await store.get(job_id)
         left = deadline - time.monotonic()
         if record is None or record.status is not JobStatus.PROCESSING or left <= 0:
             return record
         if await gone():
             log.info(
-                "client left before the result; the job goes on", extra={"request_id": request_id}
+                "client left before the result; the job goes on", extra={"request_id": job_id}
             )
             return record
         await asyncio.sleep(min(step, left))
@@ -236,8 +238,10 @@ async def _handle(request: Request, task: Task, wiring: Wiring) -> Response:
     finally:
         await form.close()
     request_id = f"openai-{uuid.uuid4().hex}"
+    caller: Caller = request.scope.get(SCOPE_KEY, DEVELOPMENT_CALLER)  # set by the guard
     event = SubmitEvent(
         request_id=request_id,
+        tenant=tenants.as_field(caller.tenant),
         media_url=media_url,
         language=asked.language,
         source=Source.API,
@@ -260,7 +264,7 @@ async def _handle(request: Request, task: Task, wiring: Wiring) -> Response:
         log.warning("submit refused: %s", exc, extra={"request_id": request_id})
         raise _unavailable(str(exc)) from exc
     wait = settings.openai_wait_seconds
-    record = await _outcome(wiring.job_store, request_id, wait, request.is_disconnected)
+    record = await _outcome(wiring.job_store, event.job_id, wait, request.is_disconnected)
     if record is None or record.status is not JobStatus.COMPLETED:
         raise _failure(record, request_id, wait)
     body, media_type = render(record, asked.response_format, task, asked.granularities)

@@ -1,21 +1,33 @@
-"""`/api/v1/transcribe`: submit a job, poll it. The seed's contract, field for field."""
+"""`/api/v1/transcribe`: submit a job, poll it. The seed's contract, field for field.
+
+Every job belongs to the tenant of the key that submitted it (`auth.Caller`): a caller sees only
+its own tenant's jobs, and another tenant's job answers exactly as an unknown one (404). An admin
+key may name any tenant with `?tenant=`. Job lists are in `job_lists`."""
 
 from __future__ import annotations
 
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
-from stt_api import jobs, polling, subtitles
-from stt_api.deps import JobStoreDep, LongPollsDep, PollAdvisorDep, PublisherDep, SettingsDep
+from stt_api import job_lists, jobs, polling, subtitles
+from stt_api.deps import (
+    CallerDep,
+    JobStoreDep,
+    LongPollsDep,
+    PollAdvisorDep,
+    PublisherDep,
+    SettingsDep,
+)
 from stt_api.submit_events import PublishError
-from stt_common import cancellation, media_bucket, store_epoch
+from stt_common import cancellation, media_bucket, store_epoch, tenants
 from stt_common.job_store import job_key
 from stt_common.messages import (
     SUBMITTED_MESSAGE,
     ErrorResponse,
+    JobList,
     JobRecord,
     JobResponse,
     JobStatus,
@@ -89,6 +101,7 @@ async def submit(
     publisher: PublisherDep,
     advisor: PollAdvisorDep,
     settings: SettingsDep,
+    caller: CallerDep,
 ) -> Response:
     """Accept a job and answer at once. A known `request_id` returns that job's current status
     and starts nothing new."""
@@ -106,6 +119,8 @@ async def submit(
         hotwords=body.hotwords,
         task=body.task,
         word_timestamps=body.word_timestamps,
+        tenant=tenants.as_field(caller.tenant),
+        metadata=body.metadata,
     )
     try:
         record, new = await jobs.enqueue(
@@ -141,6 +156,7 @@ async def poll(
     long_polls: LongPollsDep,
     advisor: PollAdvisorDep,
     settings: SettingsDep,
+    caller: CallerDep,
     format: Annotated[subtitles.Format, Query(description="json (default), srt, vtt or txt")] = (
         "json"
     ),
@@ -152,11 +168,13 @@ async def poll(
             description="Long poll: hold up to this many seconds while PROCESSING",
         ),
     ] = 0,
+    tenant: job_lists.TenantQuery = None,
 ) -> Response:
-    record = await store.get(request_id)
+    job_id = tenants.job_id(job_lists.owner(caller, tenant), request_id)
+    record = await store.get(job_id)
     if record is not None and record.status is JobStatus.PROCESSING and wait > 0:
         # Sleeps holding no Redis connection; one shared read per step wakes it (long_poll.py).
-        record = await long_polls.wait(request_id, wait)
+        record = await long_polls.wait(job_id, wait)
     if record is None:
         # Not found is only true while Redis holds all it should (503 during a restore).
         await store_epoch.require_ready(store.redis, settings.kafka.topic_status)
@@ -179,21 +197,74 @@ async def poll(
     responses={404: {"model": ErrorResponse, "description": "Unknown or expired job"}},
 )
 async def delete(
-    request_id: Annotated[RequestId, Path()], store: JobStoreDep, publisher: PublisherDep
+    request_id: Annotated[RequestId, Path()],
+    store: JobStoreDep,
+    publisher: PublisherDep,
+    caller: CallerDep,
+    tenant: job_lists.TenantQuery = None,
 ) -> Response:
     """The job disappears at once (polls answer 404). A transcriber still working on it stops
     before its next step and its late events are dropped (see `stt_common.cancellation`)."""
-    if not await store.redis.exists(job_key(request_id)):
+    job_id = tenants.job_id(job_lists.owner(caller, tenant), request_id)
+    if not await store.redis.exists(job_key(job_id)):
         await store_epoch.require_ready(store.redis, publisher.settings.topic_status)
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job not found: {request_id}")
     # The marker first, so that no event projected after the delete can bring the job back.
-    await cancellation.mark(store.redis, request_id, utcnow(), store.ttl)
-    await store.delete(request_id)
+    await cancellation.mark(store.redis, job_id, utcnow(), store.ttl)
+    await store.delete(job_id)
     try:
-        await publisher.forget(request_id)
+        await publisher.forget(job_id)
     except PublishError as exc:  # Redis already forgot it; only a later rebuild could restore it
         log.warning(
             "deleted job kept in the status topic: %s", exc, extra={"request_id": request_id}
         )
     log.info("job deleted", extra={"request_id": request_id})
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "",
+    response_model=JobList,
+    response_model_exclude_none=True,
+    summary="List the caller's jobs, newest first (cursor pagination)",
+    responses={403: {"model": ErrorResponse, "description": "tenant= without an admin key"}},
+    openapi_extra={"parameters": [job_lists.METADATA_PARAMETER]},
+)
+async def list_jobs(
+    request: Request,
+    store: JobStoreDep,
+    caller: CallerDep,
+    status_: Annotated[
+        JobStatus | None, Query(alias="status", description="Only jobs in this status")
+    ] = None,
+    since: Annotated[
+        job_lists.Since | None, Query(description="Only jobs submitted at or after this time")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=job_lists.MAX_LIMIT, description="Jobs per page")] = (
+        job_lists.DEFAULT_LIMIT
+    ),
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="next_cursor of the page before")
+    ] = None,
+    include: Annotated[
+        job_lists.Include | None,
+        Query(description="'transcript' adds transcription, segments and removed_segments"),
+    ] = None,
+    tenant: job_lists.TenantQuery = None,
+) -> Response:
+    """The caller's jobs that are still held (REDIS_JOB_TTL), each as a poll answers it, with
+    `submitted_at`. A page never repeats a job of an earlier page, and skips none, while jobs
+    go on completing (a replayed job moves to the top). With an admin key, `tenant=NAME` lists
+    that tenant and `tenant=*` every tenant."""
+    page = await job_lists.page(
+        store,
+        caller,
+        tenant=tenant,
+        status=status_,
+        since=since,
+        limit=limit,
+        cursor=cursor,
+        metadata=job_lists.metadata_filter(request.query_params.multi_items()),
+        transcript=include is not None,
+    )
+    return Response(page.model_dump_json(exclude_none=True), media_type="application/json")
