@@ -2,7 +2,8 @@
 producer still holds it and may deliver it later (stt_api.submit_events.PublishUnknown).
 
 The API keeps the job's record (PROCESSING, with the short STT_SUBMIT_TTL_BEFORE_PUBLISH) and
-stores the exact event under `stt:unconfirmed:{job_id}` (the job id, `stt_common.tenants.job_id`) for as long. The client is told
+stores the exact event under `stt:unconfirmed:{job_id}` (`stt_common.tenants.job_id`) for as
+long. The client is told
 "unknown, resubmit with the same request_id"; that resubmit sends this same event again, so the
 job exists once it is acknowledged, whichever copy arrives. Two copies of one event are one job:
 the transcriber's claim (stt_common.claims) runs it once, the ordering rule keeps one state.
