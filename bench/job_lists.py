@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from redis.asyncio import Redis
 
 from bench.redis_memory import _free_port, record
-from stt_common.job_store import JobStore, Outcome, _ms, job_key
+from stt_common.job_store import ApplyOutcome, JobStore, _ms, job_key
 from stt_common.messages import JobRecord, JobStatus
 
 JOBS = 10_000
@@ -35,7 +35,7 @@ TTL = 3600
 class WithoutIndex(JobStore):
     """The write as it was before the job lists: the ordering script alone."""
 
-    async def apply_many(self, records: Sequence[JobRecord], now: float) -> list[Outcome]:
+    async def apply_many(self, records: Sequence[JobRecord], now: float) -> list[ApplyOutcome]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for job in records:
                 args: list[str | int] = [
@@ -48,7 +48,7 @@ class WithoutIndex(JobStore):
                 ]
                 await self._apply(keys=[job_key(job.job_id)], args=args, client=pipe)
             results = await pipe.execute()
-        return [Outcome(r.decode() if isinstance(r, bytes) else r) for r in results]
+        return [ApplyOutcome(r.decode() if isinstance(r, bytes) else r) for r in results]
 
 
 def jobs(tag: str, count: int, tied: bool) -> list[JobRecord]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from stt_common.job_store import JobStore, Outcome, job_key, rank, settles
+from stt_common.job_store import ApplyOutcome, JobStore, job_key, rank, settles
 from stt_common.messages import JobRecord, JobStatus
 
 pytestmark = pytest.mark.infra
@@ -44,11 +44,14 @@ def rid() -> str:
 async def test_late_processing_never_overwrites_a_result(store: JobStore) -> None:
     r = rid()
     t0 = datetime.now(UTC)
-    assert await store.apply(record(r, JobStatus.PROCESSING, at=t0), time.time()) is Outcome.APPLIED
+    assert (
+        await store.apply(record(r, JobStatus.PROCESSING, at=t0), time.time())
+        is ApplyOutcome.APPLIED
+    )
     done = record(r, JobStatus.COMPLETED, at=t0 + timedelta(seconds=5), transcription="hi")
-    assert await store.apply(done, time.time()) is Outcome.APPLIED
+    assert await store.apply(done, time.time()) is ApplyOutcome.APPLIED
     late = record(r, JobStatus.PROCESSING, at=t0 + timedelta(seconds=9), stage="transcribing")
-    assert await store.apply(late, time.time()) is Outcome.STALE
+    assert await store.apply(late, time.time()) is ApplyOutcome.STALE
     stored = await store.get(r)
     assert stored is not None and stored.status is JobStatus.COMPLETED
     assert stored.transcription == "hi"
@@ -58,8 +61,8 @@ async def test_first_terminal_result_of_a_generation_wins(store: JobStore) -> No
     r = rid()
     first = record(r, JobStatus.COMPLETED, transcription="first")
     second = record(r, JobStatus.FAILED, at=first.updated_at + timedelta(seconds=1), error="x")
-    assert await store.apply(first, time.time()) is Outcome.APPLIED
-    assert await store.apply(second, time.time()) is Outcome.SAME
+    assert await store.apply(first, time.time()) is ApplyOutcome.APPLIED
+    assert await store.apply(second, time.time()) is ApplyOutcome.SAME
     stored = await store.get(r)
     assert stored is not None and stored.transcription == "first"
 
@@ -67,14 +70,17 @@ async def test_first_terminal_result_of_a_generation_wins(store: JobStore) -> No
 async def test_a_replay_moves_failed_to_processing_to_completed(store: JobStore) -> None:
     r = rid()
     assert (
-        await store.apply(record(r, JobStatus.FAILED, error="403"), time.time()) is Outcome.APPLIED
+        await store.apply(record(r, JobStatus.FAILED, error="403"), time.time())
+        is ApplyOutcome.APPLIED
     )
-    assert await store.apply(record(r, JobStatus.PROCESSING, 2), time.time()) is Outcome.APPLIED
+    assert (
+        await store.apply(record(r, JobStatus.PROCESSING, 2), time.time()) is ApplyOutcome.APPLIED
+    )
     stale = record(r, JobStatus.COMPLETED, 1, transcription="old")
-    assert await store.apply(stale, time.time()) is Outcome.STALE
+    assert await store.apply(stale, time.time()) is ApplyOutcome.STALE
     assert (
         await store.apply(record(r, JobStatus.COMPLETED, 2, transcription="new"), time.time())
-        is Outcome.APPLIED
+        is ApplyOutcome.APPLIED
     )
     stored = await store.get(r)
     assert stored is not None and (stored.generation, stored.transcription) == (2, "new")
@@ -85,8 +91,8 @@ async def test_progress_never_goes_backwards(store: JobStore) -> None:
     t0 = datetime.now(UTC)
     newer = record(r, JobStatus.PROCESSING, at=t0 + timedelta(seconds=2), progress=0.5)
     older = record(r, JobStatus.PROCESSING, at=t0, progress=0.1)
-    assert await store.apply(newer, time.time()) is Outcome.APPLIED
-    assert await store.apply(older, time.time()) is Outcome.SAME
+    assert await store.apply(newer, time.time()) is ApplyOutcome.APPLIED
+    assert await store.apply(older, time.time()) is ApplyOutcome.SAME
     stored = await store.get(r)
     assert stored is not None and stored.progress == 0.5
 
@@ -96,12 +102,12 @@ async def test_expiry_counts_from_the_jobs_own_time(store: JobStore) -> None:
     finished = datetime.now(UTC) - timedelta(seconds=TTL - 100)
     assert (
         await store.apply(record(r, JobStatus.COMPLETED, at=finished), time.time())
-        is Outcome.APPLIED
+        is ApplyOutcome.APPLIED
     )
     ttl = await store.redis.ttl(job_key(r))
     assert 90 <= ttl <= 100
     gone = record(rid(), JobStatus.COMPLETED, at=datetime.now(UTC) - timedelta(seconds=TTL + 1))
-    assert await store.apply(gone, time.time()) is Outcome.EXPIRED
+    assert await store.apply(gone, time.time()) is ApplyOutcome.EXPIRED
     assert await store.get(gone.request_id) is None
 
 
@@ -133,13 +139,13 @@ async def test_a_newer_report_that_lowers_progress_is_stale_unless_a_retry_resta
     unknown = record(r, JobStatus.PROCESSING, at=t0 + timedelta(seconds=2), stage="downloading")
     retry = record(r, JobStatus.PROCESSING, at=t0 + timedelta(seconds=3), attempt=2)
     late_first = record(r, JobStatus.PROCESSING, at=t0 + timedelta(seconds=4), progress=0.99)
-    assert await store.apply(owner, time.time()) is Outcome.APPLIED
-    assert await store.apply(frozen, time.time()) is Outcome.STALE
-    assert await store.apply(unknown, time.time()) is Outcome.STALE
+    assert await store.apply(owner, time.time()) is ApplyOutcome.APPLIED
+    assert await store.apply(frozen, time.time()) is ApplyOutcome.STALE
+    assert await store.apply(unknown, time.time()) is ApplyOutcome.STALE
     stored = await store.get(r)
     assert stored is not None and stored.progress == 0.944
-    assert await store.apply(retry, time.time()) is Outcome.APPLIED
-    assert await store.apply(late_first, time.time()) is Outcome.STALE  # attempt 1, after 2
+    assert await store.apply(retry, time.time()) is ApplyOutcome.APPLIED
+    assert await store.apply(late_first, time.time()) is ApplyOutcome.STALE  # attempt 1, after 2
     stored = await store.get(r)
     assert stored is not None and stored.attempt == 2 and stored.progress is None
 

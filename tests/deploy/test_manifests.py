@@ -61,8 +61,7 @@ def known_settings() -> set[str]:
             and issubclass(cls, BaseSettings)
             and cls.__module__ == stt_settings.__name__
         ):
-            prefix = str(cls.model_config.get("env_prefix", ""))
-            names |= {(prefix + field).upper() for field in cls.model_fields}
+            names |= {stt_settings.env_name(cls, field) for field in cls.model_fields}
     return names
 
 

@@ -13,7 +13,7 @@ from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis
 
 from stt_common import bus, cancellation
-from stt_common.job_store import JobStore, Outcome
+from stt_common.job_store import ApplyOutcome, JobStore
 from stt_common.messages import JobRecord, JobStatus, ResultEvent, SubmitEvent, utcnow
 from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings
@@ -76,7 +76,7 @@ async def test_a_batch_applies_in_order_drops_what_it_must_and_logs_the_held_sta
 
     outcomes = await projector.project(batch)
 
-    assert outcomes == [Outcome.APPLIED] * 3 + [Outcome.SAME, None, None]
+    assert outcomes == [ApplyOutcome.APPLIED] * 3 + [ApplyOutcome.SAME, None, None]
     held = await projector.store.get(a)
     assert held is not None and held.transcription == "first"
     assert await projector.store.get(b) is None
@@ -88,6 +88,6 @@ async def test_a_batch_applies_in_order_drops_what_it_must_and_logs_the_held_sta
     assert len(dead) == 1 and dict(dead[0].headers)["stt-error-type"] == b"poison_event"
 
     again = await projector.project(batch)  # a replayed batch changes nothing
-    assert again == [Outcome.STALE] * 2 + [Outcome.SAME] * 2 + [None, None]
+    assert again == [ApplyOutcome.STALE] * 2 + [ApplyOutcome.SAME] * 2 + [None, None]
     held_again = await projector.store.get(a)
     assert held_again is not None and held_again.transcription == "first"

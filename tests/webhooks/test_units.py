@@ -18,9 +18,9 @@ from stt_common.consume.offsets import Offsets
 from stt_common.messages import JobStatus, ResultEvent, SubmitEvent, TranscribeRequest
 from stt_common.settings import SettingsError, WebhookSettings
 from stt_webhooks.delivery import Deliverer, backoff, body_of
+from stt_webhooks.handler import webhook_of
 from stt_webhooks.http_post import AttemptFailed, post, shown
 from stt_webhooks.main import check_signing
-from stt_webhooks.runner import webhook_of
 
 MEDIA = "http://media.example/a.wav"
 
@@ -84,9 +84,9 @@ def test_shown_url_drops_query_and_credentials() -> None:
 
 def test_no_secret_refuses_to_start_unless_allowed() -> None:
     with pytest.raises(SettingsError, match="STT_WEBHOOK_SECRET"):
-        check_signing(WebhookSettings(webhook_secret=None))
-    check_signing(WebhookSettings(webhook_secret=None, allow_unsigned_webhooks=True))
-    check_signing(WebhookSettings(webhook_secret="k"))
+        check_signing(WebhookSettings(secret=None))
+    check_signing(WebhookSettings(secret=None, allow_unsigned=True))
+    check_signing(WebhookSettings(secret="k"))
 
 
 def test_backoff_grows_with_jitter_and_a_cap() -> None:
@@ -151,14 +151,14 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
 
 
 LOCAL = WebhookSettings(
-    webhook_secret="k", webhook_allow_hosts=["127.0.0.1"], webhook_backoff=0.05, webhook_timeout=5
+    secret="k", allow_hosts=["127.0.0.1"], backoff=0.05, timeout=5
 )
 EVENT = ResultEvent(request_id="r1", status=JobStatus.COMPLETED, transcription="hi")
 
 
 async def test_loopback_is_refused_unless_allow_listed(receiver: Receiver) -> None:
     with pytest.raises(AttemptFailed, match=r"Refused .*127\.0\.0\.1 is a loopback") as caught:
-        await post(receiver.url, b"{}", {}, WebhookSettings(webhook_secret="k"))
+        await post(receiver.url, b"{}", {}, WebhookSettings(secret="k"))
     assert caught.value.permanent and receiver.requests == []
     await post(receiver.url, b"{}", {}, LOCAL)
     assert len(receiver.requests) == 1
@@ -199,7 +199,7 @@ async def test_deliver_does_not_retry_a_permanent_answer(receiver: Receiver) -> 
 
 
 async def test_unsigned_only_without_a_secret(receiver: Receiver) -> None:
-    unsigned = LOCAL.model_copy(update={"webhook_secret": None})
+    unsigned = LOCAL.model_copy(update={"secret": None})
     await Deliverer(unsigned).deliver(EVENT, receiver.url, time.time() + 5)
     headers, _ = receiver.requests[0]
     assert "X-STT-Signature" not in headers and headers["X-STT-Request-Id"] == "r1"

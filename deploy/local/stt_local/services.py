@@ -137,7 +137,7 @@ class WorkerService(Service):
 
 class ProjectorService(WorkerService):
     name = "projector"
-    ready = re.compile(r"(^|\s)projector ready$")  # stt_projector/runner.py
+    ready = re.compile(r"(^|\s)projector ready$")  # stt_projector/handler.py
 
 
 class TranscriberService(WorkerService):

@@ -79,7 +79,7 @@ return 0
 """
 
 
-class Outcome(enum.StrEnum):
+class ApplyOutcome(enum.StrEnum):
     APPLIED = "applied"  # stored; a new state
     SAME = "same"  # already held at this rank; nothing changed but the expiry
     STALE = "stale"  # older than what is stored; dropped
@@ -167,12 +167,12 @@ class JobStore:
     async def discard(self, job_id: str, data: str) -> None:
         await self._discard(keys=[job_key(job_id)], args=[data])
 
-    async def apply(self, record: JobRecord, now: float) -> Outcome:
+    async def apply(self, record: JobRecord, now: float) -> ApplyOutcome:
         """Store `record` if the ordering rule allows it (see the module docstring)."""
         (outcome,) = await self.apply_many([record], now)
         return outcome
 
-    async def apply_many(self, records: Sequence[JobRecord], now: float) -> list[Outcome]:
+    async def apply_many(self, records: Sequence[JobRecord], now: float) -> list[ApplyOutcome]:
         """`apply` each record, in order, in one round trip (a pipeline keeps the order)."""
         if not records:
             return []
@@ -193,7 +193,7 @@ class JobStore:
                 await self.index.add(record, self.expire_at(record), pipe, now)
             # Two replies per record: the ordering rule's outcome, then the index's.
             results = (await pipe.execute())[::2]
-        return [Outcome(r.decode() if isinstance(r, bytes) else r) for r in results]
+        return [ApplyOutcome(r.decode() if isinstance(r, bytes) else r) for r in results]
 
     async def get_many(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
         if not job_ids:

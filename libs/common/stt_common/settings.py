@@ -303,36 +303,39 @@ class FetchSettings(_Base):
 class WebhookSettings(_Base):
     """`stt webhooks`: the signed POST of a job's final status to its `callback_url`."""
 
-    model_config = SettingsConfigDict(env_prefix="STT_")
+    # Fields read STT_WEBHOOK_<FIELD>; the one exception names its own variable.
+    model_config = SettingsConfigDict(env_prefix="STT_WEBHOOK_", populate_by_name=True)
 
-    webhook_secret: SecretStr | None = Field(
+    secret: SecretStr | None = Field(
         None, description="HMAC-SHA256 key of the X-STT-Signature header"
     )
-    allow_unsigned_webhooks: bool = Field(
-        False, description="Development only: deliver without a signature when no secret is set"
+    allow_unsigned: bool = Field(
+        False,
+        validation_alias="STT_ALLOW_UNSIGNED_WEBHOOKS",
+        description="Development only: deliver without a signature when no secret is set",
     )
-    webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(
+    allow_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Private hosts or networks callbacks may go to (separate from the fetch list)",
     )
-    webhook_retry_seconds: float = Field(
+    retry_seconds: float = Field(
         3600.0, gt=0, description="Retries stop this long after the result; then dead-lettered"
     )
-    webhook_backoff: float = Field(1.0, gt=0, description="First retry delay; doubles each try")
-    webhook_backoff_max: float = Field(300.0, gt=0, description="Longest delay between tries")
-    webhook_connect_timeout: float = Field(5.0, gt=0)
-    webhook_timeout: float = Field(10.0, gt=0, description="Seconds one delivery attempt may take")
-    webhook_concurrency: int = Field(32, ge=1, description="POSTs in progress at once")
-    webhook_max_pending: int = Field(
+    backoff: float = Field(1.0, gt=0, description="First retry delay; doubles each try")
+    backoff_max: float = Field(300.0, gt=0, description="Longest delay between tries")
+    connect_timeout: float = Field(5.0, gt=0)
+    timeout: float = Field(10.0, gt=0, description="Seconds one delivery attempt may take")
+    concurrency: int = Field(32, ge=1, description="POSTs in progress at once")
+    max_pending: int = Field(
         1000, ge=1, description="Deliveries held at once (retries included); then reading pauses"
     )
 
-    @field_validator("webhook_allow_hosts", mode="before")
+    @field_validator("allow_hosts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("webhook_secret", mode="before")
+    @field_validator("secret", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -424,13 +427,22 @@ class SettingsError(SystemExit):
 S = TypeVar("S", bound=BaseSettings)
 
 
+def env_name(cls: type[BaseSettings], field: str) -> str:
+    """The environment variable `cls.field` is read from: its own alias, or prefix + name."""
+    info = cls.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, str):
+        return info.validation_alias.upper()
+    return (str(cls.model_config.get("env_prefix", "")) + field).upper()
+
+
 def load(cls: type[S]) -> S:
     try:
         return cls()
     except ValidationError as exc:
-        prefix = str(cls.model_config.get("env_prefix", ""))
         lines = []
         for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"])
-            lines.append(f"invalid setting {prefix}{field.upper()}: {err['msg']}")
+            head, *rest = (str(p) for p in err["loc"])
+            # A field read through its alias is located by the alias itself.
+            name = env_name(cls, head) if head in cls.model_fields else head.upper()
+            lines.append(f"invalid setting {'.'.join([name, *rest])}: {err['msg']}")
         raise SettingsError("; ".join(lines)) from None

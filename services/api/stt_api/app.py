@@ -20,7 +20,7 @@ from stt_api.openai_format import served_model_id
 from stt_api.rate_limit import RateLimiter
 from stt_api.routes import health, metrics, openai, transcribe, uploads
 from stt_api.submit_events import SubmitPublisher
-from stt_api.trace_context import TraceContext
+from stt_api.trace_context import TraceMiddleware
 from stt_api.upload_slots import UploadSlots
 from stt_common import bus, job_store, otel
 from stt_common.settings import Settings
@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     errors.install(app)
-    app.add_middleware(TraceContext)  # innermost: the route's task runs in the request's trace
+    app.add_middleware(TraceMiddleware)  # innermost: the route's task runs in the request's trace
     # Uploads (and the OpenAI routes' forms) bound their bodies by STT_MAX_UPLOAD_BYTES themselves.
     app.add_middleware(
         BodyLimit,

@@ -35,7 +35,7 @@ async def enqueue(
     if existing is not None:
         return await _resend_unconfirmed(store, publisher, existing)
     try:
-        # The request's trace (set by the TraceContext middleware) goes out as a Kafka header;
+        # The request's trace (set by the TraceMiddleware) goes out as a Kafka header;
         # with OTEL_EXPORTER_OTLP_ENDPOINT this step is exported as the "publish" span.
         with otel.step("publish", "PRODUCER"):
             await publisher.publish(event, tracing.current.get())

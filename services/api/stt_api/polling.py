@@ -54,9 +54,9 @@ class PollAdvisor:
         """Learn the real-time factor from a COMPLETED job, the first time it is seen."""
         if record.status is not JobStatus.COMPLETED or not record.duration:
             return
-        if not record.processing_time or record.request_id in self._learnt:
+        if not record.processing_time or record.job_id in self._learnt:
             return
-        self._learnt[record.request_id] = None
+        self._learnt[record.job_id] = None
         if len(self._learnt) > REMEMBERED_JOBS:
             self._learnt.popitem(last=False)
         measured = record.processing_time / record.duration

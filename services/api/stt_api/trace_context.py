@@ -17,7 +17,7 @@ SUBMIT_PATHS = frozenset(
 )
 
 
-class TraceContext:
+class TraceMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 

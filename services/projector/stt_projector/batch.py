@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from aiokafka.structs import RecordMetadata
 
 from stt_common import bus, cancellation, dead_letters, otel, tracing
-from stt_common.job_store import JobStore, Outcome
+from stt_common.job_store import ApplyOutcome, JobStore
 from stt_common.messages import JobRecord
 from stt_common.publisher import Publisher
 from stt_common.settings import KafkaSettings
@@ -32,9 +32,9 @@ class BatchProjector:
     store: JobStore
     producer: Publisher
 
-    async def project(self, records: Sequence[bus.Record]) -> list[Outcome | None]:
+    async def project(self, records: Sequence[bus.Record]) -> list[ApplyOutcome | None]:
         """Each record's outcome, None where it was dropped (unreadable or deleted job)."""
-        outcomes: list[Outcome | None] = [None] * len(records)
+        outcomes: list[ApplyOutcome | None] = [None] * len(records)
         started = time.time_ns()  # each event's "projection" span covers its batch
         jobs: list[tuple[int, JobRecord]] = []
         for i, record in enumerate(records):
@@ -49,22 +49,24 @@ class BatchProjector:
         live = await self._not_deleted(records, jobs)
         applied = await self.store.apply_many([job for _, job in live], time.time())
         # Deleted while this batch was being applied: the marker is there now; undo the write.
-        written = [(i, j) for (i, j), o in zip(live, applied, strict=True) if o is Outcome.APPLIED]
+        written = [
+            (i, j) for (i, j), o in zip(live, applied, strict=True) if o is ApplyOutcome.APPLIED
+        ]
         undo = {i for i, _ in written} - {i for i, _ in await self._not_deleted(records, written)}
         for i, job in written:
             if i in undo:
                 await self.store.delete(job.job_id)
         # SAME is re-logged too (an earlier run may have died before logging it), but as the
         # state Redis holds: a losing duplicate must never become the compacted value.
-        same = [j.job_id for (_, j), o in zip(live, applied, strict=True) if o is Outcome.SAME]
+        same = [j.job_id for (_, j), o in zip(live, applied, strict=True) if o is ApplyOutcome.SAME]
         held_now = dict(zip(same, await self.store.get_many(same), strict=True))
         acks: list[asyncio.Future[RecordMetadata]] = []
         for (i, job), outcome in zip(live, applied, strict=True):
             if i in undo:
                 continue
             outcomes[i] = outcome
-            held = job if outcome is Outcome.APPLIED else held_now.get(job.job_id)
-            if outcome in (Outcome.APPLIED, Outcome.SAME) and held is not None:
+            held = job if outcome is ApplyOutcome.APPLIED else held_now.get(job.job_id)
+            if outcome in (ApplyOutcome.APPLIED, ApplyOutcome.SAME) and held is not None:
                 acks.append(await self._log_state(held))
             with tracing.use(tracing.from_kafka(records[i].headers)):
                 otel.record("projection", started, outcome=str(outcome), status=str(job.status))

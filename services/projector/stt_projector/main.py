@@ -12,9 +12,9 @@ import socket
 from stt_common import job_store, lifecycle, logs, metrics, otel
 from stt_common.group_lag import GroupLagExporter
 from stt_common.settings import Settings
+from stt_projector.handler import run_projector
 from stt_projector.rebuild import rebuild
 from stt_projector.restore import watch_store
-from stt_projector.runner import run_projector
 
 log = logging.getLogger(__name__)
 

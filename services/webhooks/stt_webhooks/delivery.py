@@ -43,9 +43,9 @@ def backoff(attempt: int, first: float, longest: float) -> float:
 class Deliverer:
     def __init__(self, settings: WebhookSettings) -> None:
         self.settings = settings
-        secret = settings.webhook_secret
+        secret = settings.secret
         self.secret = secret.get_secret_value() if secret is not None else None
-        self.slots = asyncio.Semaphore(settings.webhook_concurrency)  # POSTs at once
+        self.slots = asyncio.Semaphore(settings.concurrency)  # POSTs at once
 
     def headers(self, event: ResultEvent, body: bytes, attempt: int) -> dict[str, str]:
         headers = {
@@ -75,7 +75,7 @@ class Deliverer:
                 if left <= 0:
                     return DeliveryOutcome(False, attempt, self._gave_up(attempt, exc))
                 delay = backoff(
-                    attempt, self.settings.webhook_backoff, self.settings.webhook_backoff_max
+                    attempt, self.settings.backoff, self.settings.backoff_max
                 )
                 delay = min(max(delay, exc.retry_after or 0.0), left)
                 log.info(
@@ -90,7 +90,7 @@ class Deliverer:
             return DeliveryOutcome(True, attempt)
 
     def _gave_up(self, attempts: int, last: AttemptFailed) -> str:
-        window = self.settings.webhook_retry_seconds
+        window = self.settings.retry_seconds
         return (
             f"gave up after {attempts} attempts within {window:g} s "
             f"(STT_WEBHOOK_RETRY_SECONDS); last: {last.message}"

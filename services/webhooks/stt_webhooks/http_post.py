@@ -82,18 +82,18 @@ def check_status(response: httpx.Response) -> None:
 async def post(url: str, body: bytes, headers: dict[str, str], settings: WebhookSettings) -> None:
     """POST `body` to `url`; returns on a 2xx, raises AttemptFailed otherwise."""
     pins: Pins = {}  # filled by guard(); the transport connects to nothing else
-    await guard(url, settings.webhook_allow_hosts, pins)
-    timeout = httpx.Timeout(settings.webhook_timeout, connect=settings.webhook_connect_timeout)
+    await guard(url, settings.allow_hosts, pins)
+    timeout = httpx.Timeout(settings.timeout, connect=settings.connect_timeout)
     try:
         async with (
-            asyncio.timeout(settings.webhook_timeout),
+            asyncio.timeout(settings.timeout),
             pinned_client(pins, timeout) as client,
             client.stream("POST", url, content=body, headers=headers) as response,
         ):
             check_status(response)
     except (TimeoutError, httpx.TimeoutException):
         raise AttemptFailed(
-            f"{shown(url)}: no answer within {settings.webhook_timeout:g} s (STT_WEBHOOK_TIMEOUT)",
+            f"{shown(url)}: no answer within {settings.timeout:g} s (STT_WEBHOOK_TIMEOUT)",
             False,
             "error",
         ) from None

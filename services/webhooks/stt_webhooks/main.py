@@ -9,19 +9,19 @@ import logging
 from stt_common import bus, job_store, lifecycle, logs, metrics, otel
 from stt_common.publisher import Publisher
 from stt_common.settings import Settings, SettingsError, WebhookSettings
-from stt_webhooks.runner import Webhooks
+from stt_webhooks.handler import Webhooks
 
 log = logging.getLogger(__name__)
 
 
 def check_signing(hooks: WebhookSettings) -> None:
     """Unsigned webhooks let anyone forge results: only with an explicit development switch."""
-    if hooks.webhook_secret is None and not hooks.allow_unsigned_webhooks:
+    if hooks.secret is None and not hooks.allow_unsigned:
         raise SettingsError(
             "STT_WEBHOOK_SECRET is not set: webhooks would go out unsigned "
             "(set STT_ALLOW_UNSIGNED_WEBHOOKS=true to allow that, for development only)"
         )
-    if hooks.webhook_secret is None:
+    if hooks.secret is None:
         log.warning("STT_WEBHOOK_SECRET is not set: webhooks go out UNSIGNED")
 
 
@@ -36,7 +36,7 @@ async def _main() -> int:
     consumer = bus.consumer(settings.kafka, group=settings.kafka.webhooks_group)
     producer = Publisher(settings.kafka)
     stop = lifecycle.stop_on_signals()
-    runner = Webhooks(
+    webhooks = Webhooks(
         settings.kafka,
         settings.webhooks,
         consumer,
@@ -45,11 +45,11 @@ async def _main() -> int:
         settings.redis.job_ttl,
         stop,
     )
-    runner.subscribe()
+    webhooks.subscribe()
     try:
         async with lifecycle.kafka_clients(consumer, producer):
             log.info("webhooks ready")
-            await runner.run()
+            await webhooks.run()
     finally:
         await redis.aclose()
     return 0

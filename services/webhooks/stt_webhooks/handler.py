@@ -88,7 +88,7 @@ class Webhooks:
         await self.consume.run()
 
     def before_fetch(self, loop: ConsumeLoop) -> None:
-        room = self.hooks.webhook_max_pending - self.pending
+        room = self.hooks.max_pending - self.pending
         metrics.WEBHOOKS_PENDING.set(self.pending)
         if room <= 0:  # full: keep polling (group membership) without fetching
             loop.gate.hold_all(FULL)
@@ -172,7 +172,7 @@ class Webhooks:
         await self.consume.done(record)
 
     async def _deliver(self, record: Record, event: ResultEvent) -> DeliveryOutcome:
-        deadline = record.timestamp / 1000 + self.hooks.webhook_retry_seconds
+        deadline = record.timestamp / 1000 + self.hooks.retry_seconds
         try:
             return await self.deliverer.deliver(event, event.callback_url or "", deadline)
         except Exception as exc:  # a bug must not stall the partition's commits forever
