@@ -60,7 +60,7 @@ def fit(
 
 
 async def send(
-    producer: Publisher,
+    publisher: Publisher,
     topic: str,
     origin: ConsumerRecord[bytes, bytes],
     *,
@@ -74,7 +74,7 @@ async def send(
         origin.key,
         headers(origin, group, attempt, error_type, message),
     )
-    await producer.send_and_wait(topic, value, key=key, headers=marks)
+    await publisher.send_and_wait(topic, value, key=key, headers=marks)
     log.warning(
         "dead-lettered %s[%d]@%d: %s",
         origin.topic,

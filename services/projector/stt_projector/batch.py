@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class BatchProjector:
     settings: KafkaSettings
     store: JobStore
-    producer: Publisher
+    publisher: Publisher
 
     async def project(self, records: Sequence[bus.Record]) -> list[ApplyOutcome | None]:
         """Each record's outcome, None where it was dropped (unreadable or deleted job)."""
@@ -101,13 +101,13 @@ class BatchProjector:
         return kept
 
     async def _log_state(self, held: JobRecord) -> asyncio.Future[RecordMetadata]:
-        return await self.producer.send(
+        return await self.publisher.send(
             self.settings.topic_status, bus.encode(held), key=bus.key(held.job_id)
         )
 
     async def _dead_letter(self, record: bus.Record, message: str) -> None:
         await dead_letters.send(
-            self.producer,
+            self.publisher,
             self.settings.topic_dlq,
             record,
             group=self.settings.projector_group,

@@ -39,12 +39,12 @@ class Projector:
         settings: KafkaSettings,
         store: JobStore,
         consumer: AIOKafkaConsumer,
-        producer: Publisher,
+        publisher: Publisher,
         stop: asyncio.Event,
     ) -> None:
         self.settings = settings
-        self.producer = producer
-        self.batch = BatchProjector(settings, store, producer)
+        self.publisher = publisher
+        self.batch = BatchProjector(settings, store, publisher)
         self.consume = ConsumeLoop(
             consumer,
             self,
@@ -69,7 +69,7 @@ class Projector:
 
     async def _give_up(self, record: bus.Record, reason: str) -> None:
         await dead_letters.send(
-            self.producer,
+            self.publisher,
             self.settings.topic_dlq,
             record,
             group=self.settings.projector_group,
@@ -82,9 +82,9 @@ class Projector:
 async def run_projector(settings: KafkaSettings, store: JobStore, stop: asyncio.Event) -> None:
     await bus.ensure_topics(settings)
     consumer = bus.consumer(settings, group=settings.projector_group)
-    producer = Publisher(settings)
-    projector = Projector(settings, store, consumer, producer, stop)
+    publisher = Publisher(settings)
+    projector = Projector(settings, store, consumer, publisher, stop)
     projector.subscribe()
-    async with lifecycle.kafka_clients(consumer, producer):
+    async with lifecycle.kafka_clients(consumer, publisher):
         log.info("projector ready")
         await projector.run()

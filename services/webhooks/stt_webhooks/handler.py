@@ -53,14 +53,14 @@ class Webhooks:
         kafka: KafkaSettings,
         hooks: WebhookSettings,
         consumer: AIOKafkaConsumer,
-        producer: Publisher,
+        publisher: Publisher,
         redis: Redis,
         job_ttl: int,
         stop: asyncio.Event,
     ) -> None:
         self.kafka = kafka
         self.hooks = hooks
-        self.producer = producer
+        self.publisher = publisher
         self.redis = redis
         self.marks = Marks(redis, job_ttl)
         self.deliverer = Deliverer(hooks)
@@ -131,7 +131,7 @@ class Webhooks:
 
     async def _give_up(self, record: Record, reason: str) -> None:
         await dead_letters.send(
-            self.producer,
+            self.publisher,
             self.kafka.topic_dlq,
             record,
             group=self.kafka.webhooks_group,
@@ -196,7 +196,7 @@ class Webhooks:
         while True:  # the dead letter must get out before the offset may be committed
             try:
                 await dead_letters.send(
-                    self.producer,
+                    self.publisher,
                     self.kafka.topic_dlq,
                     record,
                     group=self.kafka.webhooks_group,

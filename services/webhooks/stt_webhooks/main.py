@@ -34,20 +34,20 @@ async def _main() -> int:
     await bus.ensure_topics(settings.kafka)
     redis = job_store.connect(settings.redis)
     consumer = bus.consumer(settings.kafka, group=settings.kafka.webhooks_group)
-    producer = Publisher(settings.kafka)
+    publisher = Publisher(settings.kafka)
     stop = lifecycle.stop_on_signals()
     webhooks = Webhooks(
         settings.kafka,
         settings.webhooks,
         consumer,
-        producer,
+        publisher,
         redis,
         settings.redis.job_ttl,
         stop,
     )
     webhooks.subscribe()
     try:
-        async with lifecycle.kafka_clients(consumer, producer):
+        async with lifecycle.kafka_clients(consumer, publisher):
             log.info("webhooks ready")
             await webhooks.run()
     finally:
