@@ -72,14 +72,15 @@ class Groups:
         retries = tuple(topic for topic, _ in settings.retry_topics())
         roles = {
             settings.topic_submit: "submit",
+            settings.topic_submit_batch: "submit_batch",
             settings.topic_results: "results",
             settings.topic_status: "status",
             settings.topic_dlq: "dlq",
             **dict.fromkeys(retries, "retry"),
         }
         consumed = {
-            settings.transcriber_group: (settings.topic_submit, *retries),
-            settings.projector_group: (settings.topic_submit, settings.topic_results),
+            settings.transcriber_group: (*settings.submit_topics(), *retries),
+            settings.projector_group: (*settings.submit_topics(), settings.topic_results),
             settings.webhooks_group: (settings.topic_results,),
         }
         group_roles = {
