@@ -66,9 +66,10 @@ class KafkaSettings(_Base):
     ssl_cafile: Path | None = None
 
     topic_submit: str = "stt.jobs.submit"
-    topic_submit_batch: str = Field(
-        "stt.jobs.submit.batch",
-        description="The batch lane's submit topic (KAFKA_TOPIC_SUBMIT is the interactive lane)",
+    topic_submit_batch: str | None = Field(
+        None,
+        description="The batch lane's submit topic (KAFKA_TOPIC_SUBMIT is the interactive lane); "
+        "default: KAFKA_TOPIC_SUBMIT + '.batch'",
     )
     lane_batch_min_share: float = Field(
         0.1,
@@ -117,11 +118,13 @@ class KafkaSettings(_Base):
 
     def lane_topic(self, lane: Lane) -> str:
         """The submit topic of `lane`."""
-        return self.topic_submit_batch if lane is Lane.BATCH else self.topic_submit
+        if lane is Lane.BATCH:
+            return self.topic_submit_batch or f"{self.topic_submit}.batch"
+        return self.topic_submit
 
     def submit_topics(self) -> tuple[str, str]:
         """Every lane's submit topic, interactive first."""
-        return (self.topic_submit, self.topic_submit_batch)
+        return (self.topic_submit, self.lane_topic(Lane.BATCH))
 
     def retry_topics(self) -> list[tuple[str, float]]:
         """(topic, delay in seconds) for each retry step, in order."""
