@@ -13,7 +13,7 @@ import asyncio
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import TopicPartition
 
-from stt_common import bus
+from stt_common import bus, metrics
 from stt_common.consume import CommitPolicy, ConsumeLoop, ErrorPolicy, Ready
 from stt_common.consume.lanes import BATCH_TURN, INTERACTIVE_FIRST, Laned, LanePolicy, Mode
 from stt_common.messages import Lane
@@ -153,12 +153,15 @@ async def test_a_partition_paused_with_records_fetched_is_read_again_from_its_po
     assert_each_partition_in_order_and_whole(jobs, consumer)
 
 
-async def test_the_reasons_are_named_and_a_broker_that_cannot_be_asked_keeps_the_decision() -> None:
+async def test_reasons_are_named_lag_is_exported_and_a_broker_away_keeps_the_decision() -> None:
     loop, consumer, _, policy = make(min_share=0)
     fill(consumer, BATCH, 1)
     fill(consumer, INTERACTIVE, 1)
     await policy.steer(loop)
     assert policy.mode is Mode.INTERACTIVE_FIRST
+    # Each lane's backlog on this member, as /metrics exports it.
+    assert metrics.LANE_LAG.labels(Lane.BATCH)._value.get() == 2
+    assert metrics.LANE_LAG.labels(Lane.INTERACTIVE)._value.get() == 2
     assert all(loop.gate.until(tp, INTERACTIVE_FIRST) is None for tp in BATCH)
     assert all(loop.gate.held(tp) for tp in BATCH)
     assert not any(loop.gate.held(tp) for tp in INTERACTIVE)
