@@ -1,6 +1,6 @@
 """Scenario `lanes` (issue 16 item 4): interactive jobs behind a backlog of batch jobs.
 
-One API, projector and transcriber (the real model, 12 partitions per lane) on 5 s of speech:
+One API, projector and transcriber (the real model, 12 partitions per lane) on 6 s of speech:
 
 1. idle: interactive jobs one at a time on the idle service: each one's wait (202 -> the worker's
    first event, "downloading") and end-to-end time (submit -> its final event);
@@ -30,7 +30,7 @@ from bench import jobs
 from bench.media import make_speech
 from bench.stack import Bench
 
-CLIP_SECONDS = 5  # short speech: a job is about a second of work on 2 free cores
+CLIP_SECONDS = 6  # short speech (one sentence or two): about a second of work on 2 free cores
 BACKLOG = 240
 QUICK_BACKLOG = 60
 IDLE_JOBS = 5
