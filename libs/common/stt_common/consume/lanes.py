@@ -158,14 +158,19 @@ class LanePolicy:
         if not tps:
             return {}
         ends = await asyncio.wait_for(consumer.end_offsets(tps), self.broker_timeout)
-        waiting: dict[TopicPartition, int] = {}
-        for tp in tps:
+
+        async def position(tp: TopicPartition) -> int | None:
             try:
-                position = await asyncio.wait_for(consumer.position(tp), 0.5)
-            except Exception:  # position being reset (just assigned): count it as waiting
-                waiting[tp] = 1 if ends[tp] > 0 else 0
-                continue
-            waiting[tp] = max(0, ends[tp] - position)
+                found: int = await asyncio.wait_for(consumer.position(tp), 0.5)
+            except Exception:  # being reset (just assigned): known after the next fetch
+                return None
+            return found
+
+        positions = await asyncio.gather(*(position(tp) for tp in tps))  # 0.5 s at most
+        waiting: dict[TopicPartition, int] = {}
+        for tp, at in zip(tps, positions, strict=True):
+            # An unknown position counts as work waiting, if the partition has any records.
+            waiting[tp] = (1 if ends[tp] > 0 else 0) if at is None else max(0, ends[tp] - at)
         return waiting
 
 
