@@ -1,4 +1,4 @@
-"""`python -m bench [overhead|api|scale|long|quality ...] [--quick]` (`make bench` runs them all).
+"""`python -m bench [overhead|api|scale|long|quality|lanes ...] [--quick]` (`make bench`: all).
 
 Starts the real stack once (Kafka, Redis and S3 from `stt_testing.infra`, the stt services as real
 processes), runs the scenarios in order, and writes `bench/results/latest.{json,md}`,
@@ -23,11 +23,12 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import api_load, long, overhead, quality, report, scale
+from bench import api_load, lanes, long, overhead, quality, report, scale
 from bench.stack import CPU_COUNT, REPO, RESULTS, open_bench
 
 SCENARIOS = {
     "overhead": overhead, "api": api_load, "scale": scale, "long": long, "quality": quality,
+    "lanes": lanes,
 }
 
 
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                         help=f"any of {', '.join(SCENARIOS)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="a few minutes instead of ~20")
+    parser.add_argument("--lanes-backlog", type=int, metavar="N",
+                        help="scenario lanes: N batch jobs in the backlog (240; --quick 60)")
     parser.add_argument("--report-only", action="store_true",
                         help="only write the report and plots again from latest.json")
     args = parser.parse_args(argv)
@@ -90,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     with open_bench(args.quick) as bench:
         data |= bench.model.describe()
+        bench.lanes_backlog = args.lanes_backlog
         for name in chosen:
             print(f"[bench] {name}{' (quick)' if args.quick else ''} ...", flush=True)
             t0 = time.monotonic()

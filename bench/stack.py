@@ -75,6 +75,7 @@ class Bench:
     model: ModelConfig
     quick: bool
     services: list[processes.Service] = field(default_factory=list)
+    lanes_backlog: int | None = None  # `--lanes-backlog N`: scenario lanes' batch jobs
 
     def env(self, prefix: str | None = None, **extra: str) -> dict[str, str]:
         """Service settings on fresh topics (`<prefix>.jobs.*`), the model settings included."""

@@ -231,3 +231,20 @@ def test_decoding_options_are_sent_only_when_asked_and_change_the_derived_id() -
     translated = default_request_id(MEDIA, "en", JobOptions(task="translate"))
     assert translated != plain
     assert translated != default_request_id(MEDIA, "en", JobOptions(prompt="x", task="translate"))
+
+
+async def test_priority_is_sent_only_when_asked_and_read_back() -> None:
+    bodies: list[dict[str, object]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(202, json=job_body("PROCESSING", priority="batch"))
+
+    with SttClient("http://stt", "k", transport=httpx.MockTransport(handle)) as stt:
+        stt.submit("j1", MEDIA, "en")
+        job = stt.submit("j1", MEDIA, "en", priority="batch")
+    async with AsyncSttClient("http://stt", "k", transport=httpx.MockTransport(handle)) as astt:
+        await astt.submit("j1", MEDIA, "en", priority="interactive")
+    assert "priority" not in bodies[0]  # a server from before lanes gets the body it knew
+    assert bodies[1]["priority"] == "batch" and bodies[2]["priority"] == "interactive"
+    assert job.priority == "batch"

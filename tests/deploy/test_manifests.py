@@ -106,11 +106,14 @@ def test_scaled_objects_match_the_keda_schema_and_the_code() -> None:
         jsonschema.validate(obj, KEDA_SCHEMA)
         target = obj["spec"]["scaleTargetRef"]["name"]
         named("Deployment", target)
-        (trigger,) = obj["spec"]["triggers"]
-        meta = trigger["metadata"]
-        assert meta["consumerGroup"] == config["KAFKA_TRANSCRIBER_GROUP"] == kafka.transcriber_group
-        assert meta["topic"] == kafka.topic_submit
-        assert meta["bootstrapServers"] == config["KAFKA_BOOTSTRAP_SERVERS"]
+        triggers = obj["spec"]["triggers"]
+        for trigger in triggers:
+            meta = trigger["metadata"]
+            group = meta["consumerGroup"]
+            assert group == config["KAFKA_TRANSCRIBER_GROUP"] == kafka.transcriber_group
+            assert meta["bootstrapServers"] == config["KAFKA_BOOTSTRAP_SERVERS"]
+        # Scaled on the lag of every lane (KEDA takes the largest answer).
+        assert [t["metadata"]["topic"] for t in triggers] == list(kafka.submit_topics())
         assert obj["spec"]["maxReplicaCount"] <= int(config["KAFKA_TOPIC_PARTITIONS"])
 
 

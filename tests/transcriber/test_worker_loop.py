@@ -28,8 +28,8 @@ from stt_transcriber.worker import NOT_DUE, Worker
 
 
 class Loop:
-    def __init__(self, tmp_path: Path) -> None:
-        self.settings = KafkaSettings()
+    def __init__(self, tmp_path: Path, settings: KafkaSettings | None = None) -> None:
+        self.settings = settings or KafkaSettings()
         self.stop = asyncio.Event()
         self.consumer = FakeConsumer(self.stop)
         self.producer = FakeProducer()

@@ -1,12 +1,15 @@
-"""`stt replay`: re-publish jobs to the submit topic under a new generation.
+"""`stt replay`: re-publish jobs to a submit topic under a new generation.
 
     stt replay dlq [--since 2h] [--until ISO] [--error-type T]... [--request-id ID]... [--dry-run]
     stt replay submit --since 24h [--until ISO] [--request-id ID]... [--dry-run]
+    (either with --priority batch|interactive; default batch)
 
 `dlq` replays failed jobs from the dead-letter topic (after the cause is fixed); `submit`
-re-transcribes everything submitted in a time range (after a model upgrade, say). Each job goes
-out once, keyed by its `request_id`, with generation = (the newest generation known) + 1, so
-pollers see it move FAILED -> PROCESSING -> COMPLETED and no older attempt can overwrite it.
+re-transcribes everything submitted in a time range to either lane (after a model upgrade, say).
+Each job goes out once, keyed by its `request_id`, with generation = (the newest generation
+known) + 1, so pollers see it move FAILED -> PROCESSING -> COMPLETED and no older attempt can
+overwrite it. Replays go to the batch lane unless asked otherwise, so that a replay of yesterday's
+failures never queues ahead of interactive work (see stt_common/consume/lanes.py).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from stt_common import bus, dead_letters, job_store
-from stt_common.messages import RETRY_TOPIC, Source, SubmitEvent
+from stt_common.messages import RETRY_TOPIC, Lane, Source, SubmitEvent
 from stt_common.publisher import Publisher
 from stt_common.settings import Settings, parse_duration
 
@@ -99,13 +102,16 @@ def latest_jobs(
     return jobs, unreadable
 
 
-async def replay(source: str, filters: Filters, dry_run: bool) -> int:
+async def replay(source: str, filters: Filters, dry_run: bool, lane: Lane = Lane.BATCH) -> int:
     settings = Settings()
-    topic = settings.kafka.topic_dlq if source == "dlq" else settings.kafka.topic_submit
+    topics = [settings.kafka.topic_dlq] if source == "dlq" else settings.kafka.submit_topics()
+    topic = ", ".join(topics)
     consumer = bus.consumer(settings.kafka, group=None)
     await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
     try:
-        records = await read_range(consumer, topic, filters.since)
+        for name in topics:
+            records += await read_range(consumer, name, filters.since)
     finally:
         await consumer.stop()
     jobs, unreadable = latest_jobs(records, filters)
@@ -127,14 +133,16 @@ async def replay(source: str, filters: Filters, dry_run: bool) -> int:
                     "not_before": None,
                     "source": Source.REPLAY,
                     "submitted_at": datetime.now(UTC),
+                    "priority": lane,
                 }
             )
             print(
                 f"{'would replay' if dry_run else 'replayed'} {event.request_id} gen={generation}"
+                f" ({lane})"
             )
             if not dry_run:
                 await producer.send_and_wait(
-                    settings.kafka.topic_submit, bus.encode(again), key=bus.key(event.job_id)
+                    settings.kafka.lane_topic(lane), bus.encode(again), key=bus.key(event.job_id)
                 )
     finally:
         if not dry_run:
@@ -152,8 +160,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--error-type", action="append", default=[], help="dlq only; repeatable")
     parser.add_argument("--request-id", action="append", default=[], help="repeatable")
     parser.add_argument("--dry-run", action="store_true", help="list, publish nothing")
+    parser.add_argument(
+        "--priority",
+        type=Lane,
+        choices=list(Lane),
+        default=Lane.BATCH,
+        help="the lane the jobs go to (default batch: behind interactive work)",
+    )
     args = parser.parse_args(argv)
     if args.source == "submit" and args.since is None and not args.request_id:
         parser.error("replaying the submit topic needs --since or --request-id")
     filters = Filters(args.since, args.until, set(args.error_type), set(args.request_id))
-    return asyncio.run(replay(args.source, filters, args.dry_run))
+    return asyncio.run(replay(args.source, filters, args.dry_run, args.priority))

@@ -108,6 +108,11 @@ def parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="your own context stored with the job (repeatable)",
     )
+    p.add_argument(
+        "--priority",
+        choices=["interactive", "batch"],
+        help="the job's lane (default: the API key's tenant's, interactive unless configured)",
+    )
     p.add_argument("--request-id", help="default: derived from the media URL, language and options")
     p.add_argument("--deadline", type=float, default=600.0, help="seconds --wait waits (600)")
     p.add_argument("--url", help=f"API base URL (STT_API_URL, default {DEFAULT_URL})")
@@ -152,6 +157,7 @@ def main(argv: list[str]) -> int:
                 task=options.task,
                 word_timestamps=options.word_timestamps,
                 metadata=metadata or None,
+                priority=args.priority,
             )
             if not args.wait:
                 print(rid)

@@ -45,6 +45,7 @@ class OutOfTime(Exception):
 
 
 Task = Literal["transcribe", "translate"]
+Priority = Literal["interactive", "batch"]  # the job's lane; None: the tenant's default
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,10 @@ def submit_body(
     language: str,
     options: JobOptions,
     metadata: dict[str, str] | None = None,
+    priority: Priority | None = None,
 ) -> dict[str, Any]:
     body = {"request_id": request_id, "media_url": media_url, "language": language}
+    body |= {"priority": priority} if priority else {}  # absent: a server before lanes accepts it
     return body | options.fields() | ({"metadata": metadata} if metadata else {})
 
 

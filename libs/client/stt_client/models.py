@@ -69,6 +69,7 @@ class Job(BaseModel):
     removed_segments: list[RemovedSegment] | None = None
     metadata: dict[str, str] | None = None  # as given on submit
     tenant: str | None = None  # absent for the default tenant
+    priority: str | None = None  # "batch" for a batch-lane job; absent for interactive ones
     submitted_at: datetime | None = None  # in job lists
 
     @property

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import httpx
 
 from stt_client import _core
-from stt_client._core import Task
+from stt_client._core import Priority, Task
 from stt_client.errors import JobFailed, JobNotFound
 from stt_client.models import Job, Status, SubtitleFormat
 
@@ -82,6 +82,7 @@ class SttClient:
         task: Task = "transcribe",
         word_timestamps: bool = False,
         metadata: dict[str, str] | None = None,
+        priority: Priority | None = None,
     ) -> Job:
         """Submit a job; a known `request_id` returns that job's state (idempotent).
 
@@ -89,9 +90,10 @@ class SttClient:
         it should expect; `task="translate"`: the English translation of the speech;
         `word_timestamps`: each segment lists its words with times; `metadata`: your own
         context (string values, at most 16 keys and 2 KiB), echoed in polls, lists and
-        webhooks."""
+        webhooks; `priority`: `"interactive"` (someone waits) or `"batch"` (backfills: they run
+        when no interactive work waits, with a guaranteed share), default the key's tenant's."""
         options = _core.JobOptions(prompt, hotwords, task, word_timestamps)
-        body = _core.submit_body(request_id, media_url, language, options, metadata)
+        body = _core.submit_body(request_id, media_url, language, options, metadata, priority)
         return self._call(request_id, _core.job_of, "POST", _core.API_PATH, json=body)
 
     def upload(self, path: str | os.PathLike[str]) -> str:
@@ -186,6 +188,7 @@ class SttClient:
         task: Task = "transcribe",
         word_timestamps: bool = False,
         metadata: dict[str, str] | None = None,
+        priority: Priority | None = None,
     ) -> Job:
         """Submit and wait (the options as in `submit`). Without `request_id`, one is derived
         from the URL, language and options, so calling again after a crash or timeout picks up
@@ -201,5 +204,6 @@ class SttClient:
             task=task,
             word_timestamps=word_timestamps,
             metadata=metadata,
+            priority=priority,
         )
         return self.wait(request_id, deadline)

@@ -82,11 +82,14 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
 def topic_specs(settings: KafkaSettings) -> list[NewTopic]:
     partitions, replicas = settings.topic_partitions, settings.replication_factor
     return [
-        NewTopic(
-            settings.topic_submit,
-            partitions,
-            replicas,
-            topic_configs={"retention.ms": str(settings.submit_retention_ms)},
+        *(
+            NewTopic(  # one per priority lane
+                topic,
+                partitions,
+                replicas,
+                topic_configs={"retention.ms": str(settings.submit_retention_ms)},
+            )
+            for topic in settings.submit_topics()
         ),
         NewTopic(settings.topic_results, partitions, replicas),
         # The status topic is the changelog of Redis: compaction keeps each job's last state,

@@ -13,8 +13,9 @@ consumer) and the group's member count, and sets:
   partitions' end offsets);
 - `stt_kafka_exporter_up`: 1 when the last round reached the broker, 0 when it did not.
 
-A group's `role` is transcriber, projector or webhooks; a topic's is submit, results, status, dlq
-or retry: rules and panels select by role, not by the configured names
+A group's `role` is transcriber, projector or webhooks; a topic's is submit (the interactive
+lane), submit_batch (the batch lane), results, status, dlq or retry: rules and panels select by
+role, not by the configured names
 (`increase(stt_kafka_topic_end_offset{role="dlq"}[5m]) > 0`: dead letters arrive).
 
 Labels are by group and topic so that per-lane topics (one topic per lane) show up as their own
@@ -41,6 +42,7 @@ from aiokafka.structs import TopicPartition
 from prometheus_client import Gauge
 
 from stt_common import bus
+from stt_common.messages import Lane
 from stt_common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -72,14 +74,15 @@ class Groups:
         retries = tuple(topic for topic, _ in settings.retry_topics())
         roles = {
             settings.topic_submit: "submit",
+            settings.lane_topic(Lane.BATCH): "submit_batch",
             settings.topic_results: "results",
             settings.topic_status: "status",
             settings.topic_dlq: "dlq",
             **dict.fromkeys(retries, "retry"),
         }
         consumed = {
-            settings.transcriber_group: (settings.topic_submit, *retries),
-            settings.projector_group: (settings.topic_submit, settings.topic_results),
+            settings.transcriber_group: (*settings.submit_topics(), *retries),
+            settings.projector_group: (*settings.submit_topics(), settings.topic_results),
             settings.webhooks_group: (settings.topic_results,),
         }
         group_roles = {

@@ -229,6 +229,14 @@ class Source(StrEnum):
     REPLAY = "replay"
 
 
+class Lane(StrEnum):
+    """A job's priority lane (`priority`): one submit topic each. Transcribers take interactive
+    work first and give batch work a guaranteed minimum share (`stt_common.consume.lanes`)."""
+
+    INTERACTIVE = "interactive"  # someone waits for it: KAFKA_TOPIC_SUBMIT, the seed's topic
+    BATCH = "batch"  # backfills, replays: KAFKA_TOPIC_SUBMIT_BATCH
+
+
 class Word(BaseModel):
     word: str
     start: float = Field(description="Seconds from the start of the audio")
@@ -324,6 +332,11 @@ class SubmitEvent(_Event):
         "raised step by step when the decode fails its checks",
     )
     metadata: Metadata | None = None
+    priority: Lane | None = Field(
+        None,
+        description="The lane it was submitted to (the API and stt replay set it). The topic is "
+        "the lane: an event on KAFKA_TOPIC_SUBMIT_BATCH is batch work whatever this says",
+    )
 
     @model_validator(mode="after")
     def _not_before_only_on_retry_topics(self, info: ValidationInfo) -> SubmitEvent:
@@ -389,6 +402,7 @@ class JobOrigin(BaseModel):
     submitted_at: datetime | None = None
     callback_url: str | None = Field(None, description="Where the webhook goes; never served")
     metadata: dict[str, str] | None = None
+    priority: Lane | None = Field(None, description="The submit event's lane, when it named one")
 
 
 def origin_of(event: SubmitEvent) -> dict[str, Any]:
@@ -400,6 +414,7 @@ def origin_of(event: SubmitEvent) -> dict[str, Any]:
         "submitted_at": event.submitted_at,
         "callback_url": event.callback_url,
         "metadata": event.metadata,
+        "priority": event.priority,
     }
 
 
@@ -485,6 +500,12 @@ class TranscribeRequest(BaseModel):
     )
     word_timestamps: bool = Field(False, description="Each segment lists its words with times")
     metadata: Metadata | None = None
+    priority: Lane | None = Field(
+        None,
+        description="'interactive' (someone waits) or 'batch' (backfills: runs when no "
+        "interactive work waits, with a guaranteed minimum share); default: the tenant's lane "
+        "(STT_LANE_DEFAULTS), else interactive",
+    )
 
 
 class JobResponse(TranscriptFields):
@@ -503,6 +524,7 @@ class JobResponse(TranscriptFields):
     metadata: dict[str, str] | None = Field(None, description="As given on submit")
     tenant: str | None = Field(None, description="The job's tenant, when not `default`")
     submitted_at: datetime | None = Field(None, description="In job lists: when it was submitted")
+    priority: Lane | None = Field(None, description="The job's lane, when it is `batch`")
 
     @classmethod
     def from_record(cls, record: JobRecord, message: str | None = None) -> JobResponse:
@@ -518,6 +540,7 @@ class JobResponse(TranscriptFields):
             attempt=record.attempt,
             metadata=record.metadata,
             tenant=record.tenant if tenants.name_of(record.tenant) != tenants.DEFAULT else None,
+            priority=record.priority if record.priority is Lane.BATCH else None,
         )
 
 

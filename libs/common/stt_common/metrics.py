@@ -72,6 +72,14 @@ CONSUMER_LAG = Gauge(
 EVENTS_PROJECTED = Counter(
     "stt_events_projected", "Events handled by the projector, by outcome", ["outcome"]
 )
+LANE_LAG = Gauge(
+    "stt_lane_lag",
+    "Records waiting in each priority lane on this transcriber's partitions (from the broker)",
+    ["lane"],
+)
+LANE_SECONDS = Counter(
+    "stt_lane_seconds", "Seconds this transcriber spent on each priority lane's jobs", ["lane"]
+)
 
 # ---- webhooks ----
 WEBHOOK_DELIVERIES = Counter(

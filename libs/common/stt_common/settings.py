@@ -15,6 +15,9 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from stt_common.messages import Lane
+from stt_common.tenants import TenantName
+
 ENV_FILE = ".env"
 
 
@@ -63,6 +66,18 @@ class KafkaSettings(_Base):
     ssl_cafile: Path | None = None
 
     topic_submit: str = "stt.jobs.submit"
+    topic_submit_batch: str | None = Field(
+        None,
+        description="The batch lane's submit topic (KAFKA_TOPIC_SUBMIT is the interactive lane); "
+        "default: KAFKA_TOPIC_SUBMIT + '.batch'",
+    )
+    lane_batch_min_share: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="Share of a transcriber's time batch work gets while interactive work "
+        "waits too (0 = only when no interactive work waits)",
+    )
     topic_results: str = "stt.jobs.results"
     topic_status: str = "stt.jobs.status"
     topic_dlq: str = "stt.jobs.dlq"
@@ -100,6 +115,16 @@ class KafkaSettings(_Base):
         for item in value if isinstance(value, list) else []:
             parse_duration(item)
         return value
+
+    def lane_topic(self, lane: Lane) -> str:
+        """The submit topic of `lane`."""
+        if lane is Lane.BATCH:
+            return self.topic_submit_batch or f"{self.topic_submit}.batch"
+        return self.topic_submit
+
+    def submit_topics(self) -> tuple[str, str]:
+        """Every lane's submit topic, interactive first."""
+        return (self.topic_submit, self.lane_topic(Lane.BATCH))
 
     def retry_topics(self) -> list[tuple[str, float]]:
         """(topic, delay in seconds) for each retry step, in order."""
@@ -195,10 +220,35 @@ class ApiSettings(_Base):
         "which stays pollable on /api/v1/transcribe",
     )
 
+    lane_defaults: Annotated[dict[TenantName, Lane], NoDecode] = Field(
+        default_factory=dict,
+        description="tenant:lane pairs, comma-separated: the priority of a submit that names "
+        "none (interactive for tenants not listed)",
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("lane_defaults", mode="before")
+    @classmethod
+    def _lanes(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs = {}
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            tenant, sep, lane = item.partition(":")
+            if not sep:
+                raise ValueError(f"{item!r} is not tenant:lane (lane interactive or batch)")
+            pairs[tenant.strip()] = lane.strip()
+        return pairs
+
+    def lane_of(self, tenant: str) -> Lane:
+        """The lane a submit of `tenant` goes to when it names none."""
+        return self.lane_defaults.get(tenant, Lane.INTERACTIVE)
 
     @field_validator("api_keys_file", mode="before")
     @classmethod

@@ -136,6 +136,7 @@ class FakeConsumer:
         self.listener: Any = None
         self.lost: set[TopicPartition] = set()  # revoked by `revoke`
         self.refuse_commits: Exception | None = None
+        self.refuse_end_offsets: Exception | None = None
 
     def append(self, tp: TopicPartition, value: bytes) -> ConsumerRecord[bytes, bytes]:
         log = self.logs.setdefault(tp, [])
@@ -175,6 +176,11 @@ class FakeConsumer:
 
     async def position(self, tp: TopicPartition) -> int:
         return self.positions[tp]
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if self.refuse_end_offsets is not None:
+            raise self.refuse_end_offsets
+        return {tp: len(self.logs.get(tp, [])) for tp in tps}
 
     async def getmany(
         self, timeout_ms: int = 0, max_records: int | None = None

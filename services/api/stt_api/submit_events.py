@@ -8,7 +8,7 @@ import logging
 from aiokafka.errors import KafkaError
 
 from stt_common import bus
-from stt_common.messages import SubmitEvent
+from stt_common.messages import Lane, SubmitEvent
 from stt_common.publisher import UNRECOVERABLE, Publisher
 from stt_common.settings import KafkaSettings
 from stt_common.tracing import TraceContext
@@ -54,14 +54,13 @@ class SubmitPublisher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.publish_timeout
         value, key = bus.encode(event), bus.key(event.job_id)
+        topic = self.settings.lane_topic(event.priority or Lane.INTERACTIVE)  # a lane per topic
         for resend in (False, True):
             # Step 1, handing the record to the producer: until it returns, nothing is queued,
             # so a timeout or error here (Kafka unreachable at start, no metadata) is a refusal.
             try:
                 async with asyncio.timeout_at(deadline):
-                    sent = await self._publisher.send(
-                        self.settings.topic_submit, value, key=key, headers=headers
-                    )
+                    sent = await self._publisher.send(topic, value, key=key, headers=headers)
             except TimeoutError as exc:
                 raise PublishRefused(self._late("take")) from exc
             except (KafkaError, OSError) as exc:

@@ -41,7 +41,7 @@ class BatchProjector:
             try:
                 jobs.append((i, record_from(record.topic, record.value, self.settings)))
             except PoisonEvent as exc:
-                if record.topic == self.settings.topic_submit:
+                if record.topic in self.settings.submit_topics():
                     # The transcriber group owns the submit topic's dead letters: one copy.
                     log.warning("%s; skipped (the transcriber dead-letters it)", exc)
                 else:

@@ -55,7 +55,7 @@ class Projector:
         )
 
     def subscribe(self) -> None:
-        self.consume.subscribe([self.settings.topic_submit, self.settings.topic_results])
+        self.consume.subscribe([*self.settings.submit_topics(), self.settings.topic_results])
 
     async def run(self) -> None:
         await self.consume.run()

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from stt_common import bus, claims, dead_letters, metrics, otel, tracing
 from stt_common.consume import CommitPolicy, ConsumeLoop, HandedBack, Ready
+from stt_common.consume.lanes import Laned, submit_lanes
 from stt_common.job_store import JobStore, settles
 from stt_common.messages import (
     RETRY_TOPIC,
@@ -74,7 +75,7 @@ class Worker:
         self.retry_steps = settings.retry_topics()
         self.consume = ConsumeLoop(
             consumer,
-            self,
+            Laned(self, submit_lanes(settings)),  # interactive lane first (consume/lanes.py)
             commit=CommitPolicy.ON_DONE,
             stop=stop,
             dead_letter=self._give_up,
@@ -83,7 +84,8 @@ class Worker:
         self.claims = claims.Claims(store.redis, runner.worker_id, claim_lease, store.ttl)
 
     def subscribe(self) -> None:
-        self.consume.subscribe([self.settings.topic_submit, *(n for n, _ in self.retry_steps)])
+        topics = [*self.settings.submit_topics(), *(n for n, _ in self.retry_steps)]
+        self.consume.subscribe(topics)
 
     async def run(self) -> None:
         await self.consume.run()
@@ -104,7 +106,7 @@ class Worker:
             await self._handle_job(tp, record)
 
     async def _handle_job(self, tp: TopicPartition, record: bus.Record) -> None:
-        on_retry_topic = tp.topic != self.settings.topic_submit
+        on_retry_topic = tp.topic not in self.settings.submit_topics()
         try:
             job = bus.decode(SubmitEvent, record.value, {RETRY_TOPIC: on_retry_topic})
         except (ValidationError, ValueError) as exc:

@@ -27,12 +27,14 @@ TWO HOOKS, so later features plug in without a new loop:
   (b) Priority between topics (priority lanes): `Handler.before_fetch(loop)` runs before every
       fetch; it may `loop.gate.hold(tp, reason)` the partitions of a low-priority topic while a
       high-priority one has work, and `release` them after. The gate keeps every other reason
-      (a running job, a retry not yet due) intact.
+      (a running job, a retry not yet due) intact. It may be a coroutine function. `lanes.py`
+      is the policy built on it (`Laned` wraps a handler).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -131,7 +133,9 @@ class ConsumeLoop:
     async def _round(self) -> None:
         before_fetch = getattr(self.handler, "before_fetch", None)
         if before_fetch is not None:
-            before_fetch(self)
+            steered = before_fetch(self)
+            if inspect.isawaitable(steered):  # it may ask the broker (lanes.py)
+                await steered
         self.gate.apply(self.consumer)
         if self.commit_policy is CommitPolicy.BEFORE_FETCH:
             await self.flush()

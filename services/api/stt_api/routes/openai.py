@@ -252,6 +252,7 @@ async def _handle(request: Request, task: Task, wiring: Wiring) -> Response:
         and asked.response_format is ResponseFormat.VERBOSE_JSON,
         segment_details=asked.response_format is ResponseFormat.VERBOSE_JSON,
         temperature=asked.temperature,
+        priority=settings.lane_of(caller.tenant),
     )
     try:
         await jobs.enqueue(

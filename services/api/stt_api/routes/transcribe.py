@@ -121,6 +121,7 @@ async def submit(
         word_timestamps=body.word_timestamps,
         tenant=tenants.as_field(caller.tenant),
         metadata=body.metadata,
+        priority=body.priority or settings.api.lane_of(caller.tenant),
     )
     try:
         record, new = await jobs.enqueue(
