@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -41,8 +42,13 @@ async def test_flushall_then_rebuild_restores_every_status(
         await redis.flushall()
     finally:
         await redis.aclose()
-    assert all(fault_stack.get(rid)["status"] == "404" for rid in rids)
+    # The projector notices the lost store and restores it by itself (issue 13 item 1): until
+    # then a poll answers 503, never a false 404. The manual rebuild is harmless beside it.
+    assert all(fault_stack.get(rid)["status"] in ("503", before[rid]["status"]) for rid in rids)
     await asyncio.to_thread(stt, fault_stack, "projector", "--rebuild")
+    deadline = time.monotonic() + 60
+    while fault_stack.get(deleted)["status"] == "503" and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
     after = {rid: fault_stack.get(rid) for rid in rids}
     assert after == before
     assert fault_stack.get(deleted)["status"] == "404"

@@ -95,8 +95,8 @@ async def test_an_outcome_not_published_is_not_committed_and_runs_again(loop: Lo
     loop.producer.fail_topics.add(loop.settings.topic_results)
     loop.put("w-3")
 
-    async def heal() -> None:  # the broker comes back while the loop waits to redo the job
-        while len(loop.ran) < 1:
+    async def heal() -> None:  # the broker comes back once the result was refused
+        while loop.producer.refused < 1:
             await asyncio.sleep(0.01)
         loop.producer.fail_topics.clear()
 

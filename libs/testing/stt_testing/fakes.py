@@ -224,6 +224,7 @@ class FakeProducer:
     def __init__(self) -> None:
         self.sent: list[Sent] = []
         self.fail_topics: set[str] = set()
+        self.refused = 0  # sends refused through `fail_topics` so far
         self.max_request_size = 1048576  # aiokafka's default
 
     async def send_and_wait(
@@ -234,6 +235,7 @@ class FakeProducer:
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         if topic in self.fail_topics:
+            self.refused += 1
             raise KafkaConnectionError(f"fake: {topic} unreachable")
         # aiokafka's own check, before anything is sent (AIOKafkaProducer._serialize).
         size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers or [])
