@@ -1,4 +1,4 @@
-"""`python -m bench [overhead|api|scale|long|quality ...] [--quick]` (`make bench` runs them all).
+"""`python -m bench [overhead|api|scale|long|quality|short ...] [--quick]` (`make bench`: all).
 
 Starts the real stack once (Kafka, Redis and S3 from `stt_testing.infra`, the stt services as real
 processes), runs the scenarios in order, and writes `bench/results/latest.{json,md}`,
@@ -23,11 +23,12 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import api_load, long, overhead, quality, report, scale
+from bench import api_load, long, overhead, quality, report, scale, short
 from bench.stack import CPU_COUNT, REPO, RESULTS, open_bench
 
 SCENARIOS = {
     "overhead": overhead, "api": api_load, "scale": scale, "long": long, "quality": quality,
+    "short": short,
 }
 
 
@@ -67,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few minutes instead of ~20")
     parser.add_argument("--report-only", action="store_true",
                         help="only write the report and plots again from latest.json")
+    parser.add_argument("--short-jobs", type=int, metavar="N",
+                        help="jobs in the `short` scenario's queue (default 60; 12 with --quick)")
+    parser.add_argument("--batch-sizes", metavar="K[,K...]",
+                        help="`short`: run the service at these STT_CROSS_JOB_BATCH values")
     args = parser.parse_args(argv)
     if args.report_only:
         written = report.write(previous())
@@ -88,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         "scenario_seconds": dict(old.get("scenario_seconds", {})),
     }
     failed: list[str] = []
-    with open_bench(args.quick) as bench:
+    options = {"short_jobs": args.short_jobs, "batch_sizes": args.batch_sizes}
+    with open_bench(args.quick, options) as bench:
         data |= bench.model.describe()
         for name in chosen:
             print(f"[bench] {name}{' (quick)' if args.quick else ''} ...", flush=True)
