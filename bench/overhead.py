@@ -14,7 +14,9 @@ clients follow the same job at once:
 * ideal: told by Redis (keyspace notifications) the moment the record turns terminal (the
   lower bound of any polling client; it does not poll, so it takes no CPU from the worker);
 * guide_3s, guide_2s: the integration guide's own client as written (`bench.guide_client`: a
-  fixed 3 s sleep between polls, 2 s in the guide's table for short audio, hints ignored).
+  fixed 3 s sleep between polls, 2 s in the guide's table for short audio, hints ignored);
+  guide_3s_no_hold: the same against a third API process without the poll hold window
+  (STT_POLL_HOLD_SECONDS=0), which is what that client paid before it.
 
 The ratio end-to-end / bare of each repeat is taken within that repeat; the figures quoted are
 medians over repeats.
@@ -41,8 +43,15 @@ from stt_common.messages import JobRecord, JobStatus
 from stt_testing import processes, speech
 from stt_transcriber.decode import decode
 
-CLIENTS = ("hint", "retry_after", "hint_calibrated", "long_poll", "guide_3s", "guide_2s")
-GUIDE_CLIENTS = {"guide_3s": GUIDE_WAIT_SECONDS, "guide_2s": GUIDE_SHORT_AUDIO_WAIT_SECONDS}
+CLIENTS = (
+    "hint", "retry_after", "hint_calibrated", "long_poll", "guide_3s", "guide_2s",
+    "guide_3s_no_hold",
+)
+GUIDE_CLIENTS = {
+    "guide_3s": GUIDE_WAIT_SECONDS,
+    "guide_2s": GUIDE_SHORT_AUDIO_WAIT_SECONDS,
+    "guide_3s_no_hold": GUIDE_WAIT_SECONDS,  # against an API with STT_POLL_HOLD_SECONDS=0
+}
 
 
 class Bare:
@@ -90,6 +99,7 @@ async def one_job(
     calibrated_api: str,
     path: Path,
     timeout: float,
+    no_hold_api: str | None = None,
 ) -> tuple[str, jobs.Timeline]:
     rid = "ovh-" + uuid.uuid4().hex[:12]
     url = bench.media_url(path)
@@ -104,7 +114,10 @@ async def one_job(
              "long_poll": "wait"}
     outcomes = await asyncio.gather(
         *(
-            guide(default_api, url, rid, GUIDE_CLIENTS[c])
+            guide(
+                no_hold_api or default_api if c.endswith("no_hold") else default_api,
+                url, rid, GUIDE_CLIENTS[c],
+            )
             if c in GUIDE_CLIENTS
             else jobs.poll_until_done(apis[c], rid, modes[c], first, timeout)
             for c in CLIENTS
@@ -307,6 +320,7 @@ async def run(bench: Bench) -> dict[str, Any]:
     env = bench.env()
     default_api = bench.api(env, name="api-default")
     calibrated_api = bench.api(env | {"STT_POLL_RTF": str(measured_rtf)}, name="api-calibrated")
+    no_hold_api = bench.api(env | {"STT_POLL_HOLD_SECONDS": "0"}, name="api-no-hold")
     bench.projector(env)
     bench.transcribers(env, 1)
     redis = jobs.redis_client(env)
@@ -317,7 +331,8 @@ async def run(bench: Bench) -> dict[str, Any]:
     }
     try:
         async with jobs.ResultsTap(env) as tap:
-            await one_job(bench, tap, redis, default_api.url, calibrated_api.url, warm.path, 120)
+            await one_job(bench, tap, redis, default_api.url, calibrated_api.url, warm.path, 120,
+                          no_hold_api.url)
             for label, seconds, repeats in files:
                 path = speeches[label].path
                 decode_s = await asyncio.to_thread(decode_seconds, path)
@@ -332,7 +347,7 @@ async def run(bench: Bench) -> dict[str, Any]:
                         bare_s, bare_text = await asyncio.to_thread(bare.transcribe, path)
                     rid, run_ = await one_job(
                         bench, tap, redis, default_api.url, calibrated_api.url, path,
-                        timeout=max(120.0, seconds),
+                        timeout=max(120.0, seconds), no_hold_api=no_hold_api.url,
                     )
                     if repeat % 2 == 1:
                         bare_s, bare_text = await asyncio.to_thread(bare.transcribe, path)
@@ -361,5 +376,6 @@ async def run(bench: Bench) -> dict[str, Any]:
     out["overhead_ratio_calibrated"] = first["ratio"]["hint_calibrated"]
     out["overhead_ratio_long_poll"] = first["ratio"]["long_poll"]
     out["overhead_ratio_guide"] = first["ratio"]["guide_3s"]
+    out["overhead_ratio_guide_no_hold"] = first["ratio"]["guide_3s_no_hold"]
     out["hint_policy"] = " ".join((polling.__doc__ or "").split("\n\n")[1:2]).replace("\n", " ")
     return out

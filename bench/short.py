@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import time
 import uuid
 from typing import Any
@@ -32,7 +33,7 @@ from bench.long import reset_peak
 from bench.media import Speech, short_clip
 from bench.overhead import Bare
 from bench.short_clips import MAX_SECONDS, MIN_SECONDS, make_clips
-from bench.stack import Bench, memory_kib
+from bench.stack import Bench, cpu_seconds, memory_kib
 from stt_common import settings as stt_settings
 from stt_testing import speech
 
@@ -118,16 +119,25 @@ def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
     return round(errors / words, 4) if words else float("nan")
 
 
+def own_cpu_seconds() -> float:
+    """User + system CPU time of this process, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def run_bare(
     bare: BareLoops, clips: list[Speech], batched: bool
-) -> tuple[list[float], list[str]]:
+) -> tuple[list[float], list[str], float]:
+    """Each clip in turn: (seconds per clip, texts, CPU seconds of the whole loop). Nothing else
+    runs in this process meanwhile (the services are stopped), so its CPU time is the loop's."""
     call = bare.transcribe_batched if batched else bare.transcribe
     times, texts = [], []
+    cpu = own_cpu_seconds()
     for clip in clips:
         seconds, text = await asyncio.to_thread(call, clip.path)
         times.append(seconds)
         texts.append(text)
-    return times, texts
+    return times, texts, own_cpu_seconds() - cpu
 
 
 async def submit_queue(
@@ -182,6 +192,7 @@ async def service_run(
             reset_peak(pid)
             idle_kib = memory_kib(pid).get("VmRSS", 0)
             sampled = idle_kib
+            cpu = {"worker": cpu_seconds(pid), "pipeline": pipeline_cpu(api, projector)}
             sent = await submit_queue(api.url, bench, ids, clips)
             first = min(sent.values())
             done, progressed = 0, time.monotonic()
@@ -198,6 +209,8 @@ async def service_run(
                         + ", ".join(pending[:5])
                     )
             peak_kib = max(sampled, memory_kib(pid).get("VmHWM", 0))
+            worker_cpu = cpu_seconds(pid) - cpu["worker"]
+            api_projector_cpu = pipeline_cpu(api, projector) - cpu["pipeline"]
             latencies = [tap.completed[rid] - sent[rid] for rid in ids]
             wall = max(tap.completed[rid] for rid in ids) - first
             bodies = await texts_of(api.url, ids)
@@ -209,6 +222,10 @@ async def service_run(
                     k: round(v, 2) for k, v in jobs.percentiles(latencies, (50, 95)).items()
                 },
                 "failed": len(failed),
+                # CPU time is steadier than wall time on shared cores: other work slows the
+                # wall clock of a loop far more than the CPU seconds it needs.
+                "worker_cpu_seconds_per_job": round(worker_cpu / len(ids), 3),
+                "api_projector_cpu_seconds_per_job": round(api_projector_cpu / len(ids), 3),
                 "worker_rss_idle_mib": round(idle_kib / 1024, 1),
                 "worker_rss_peak_mib": round(peak_kib / 1024, 1),
             }
@@ -218,6 +235,10 @@ async def service_run(
         await redis.aclose()
         bench.stop(worker, projector, api)
     return out, texts
+
+
+def pipeline_cpu(*services: Any) -> float:
+    return sum(cpu_seconds(s.proc.pid) for s in services if s.proc is not None)
 
 
 async def lone_jobs(
@@ -277,7 +298,7 @@ async def run(bench: Bench) -> dict[str, Any]:
     await asyncio.to_thread(bare.transcribe, short_clip(bench.cache).path)  # first-call costs
     await asyncio.to_thread(bare.transcribe_batched, short_clip(bench.cache).path)
 
-    seq_times, seq_texts = await run_bare(bare, clips, batched=False)
+    seq_times, seq_texts, seq_cpu = await run_bare(bare, clips, batched=False)
     print(f"  short bare sequential: {count / sum(seq_times) * 60:.1f} jobs/min", flush=True)
     services: list[dict[str, Any]] = []
     service_texts: list[list[str]] = []
@@ -293,20 +314,37 @@ async def run(bench: Bench) -> dict[str, Any]:
             f"{result['lone']['ratio']['hint']:.3f}",
             flush=True,
         )
-    bat_times, bat_texts = await run_bare(bare, clips, batched=True)
+    bat_times, bat_texts, bat_cpu = await run_bare(bare, clips, batched=True)
     print(f"  short bare batched: {count / sum(bat_times) * 60:.1f} jobs/min", flush=True)
 
     sequential = loop_summary(seq_times, audio)
     batched = loop_summary(bat_times, audio)
     references = [c.text for c in clips]
     sequential["wer_vs_spoken"] = corpus_wer(references, seq_texts)
+    sequential["cpu_seconds_per_job"] = round(seq_cpu / count, 3)
+    batched["cpu_seconds_per_job"] = round(bat_cpu / count, 3)
     batched["wer_vs_sequential"] = corpus_wer(seq_texts, bat_texts)
     batched["wer_vs_spoken"] = corpus_wer(references, bat_texts)
+
+    def by_kind(refs: list[str], hyps: list[str]) -> dict[str, float]:
+        return {
+            kind: corpus_wer(
+                [r for r, k in zip(refs, kinds, strict=True) if k == kind],
+                [h for h, k in zip(hyps, kinds, strict=True) if k == kind],
+            )
+            for kind in sorted(set(kinds))
+        }
+
+    batched["wer_vs_sequential_by_kind"] = by_kind(seq_texts, bat_texts)
     for result, texts in zip(services, service_texts, strict=True):
         result["wer_vs_sequential"] = corpus_wer(seq_texts, texts)
+        result["wer_vs_sequential_by_kind"] = by_kind(seq_texts, texts)
         result["wer_vs_spoken"] = corpus_wer(references, texts)
         result["speedup_vs_sequential"] = round(
             result["jobs_per_minute"] / sequential["jobs_per_minute"], 3
+        )
+        result["cpu_speedup_vs_sequential"] = round(
+            sequential["cpu_seconds_per_job"] / result["worker_cpu_seconds_per_job"], 3
         )
     return {
         "jobs": count,
@@ -325,5 +363,8 @@ async def run(bench: Bench) -> dict[str, Any]:
         "service": services,
         "bare_batched_speedup_vs_sequential": round(
             batched["jobs_per_minute"] / sequential["jobs_per_minute"], 3
+        ),
+        "bare_batched_cpu_speedup_vs_sequential": round(
+            sequential["cpu_seconds_per_job"] / batched["cpu_seconds_per_job"], 3
         ),
     }

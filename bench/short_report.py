@@ -24,6 +24,12 @@ def _batch(run: dict[str, Any], default: int | None) -> str:
     return str(size)
 
 
+def _cpu(seconds: float | None, speedup: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds:.2f}" + (f" ({speedup:.2f}×)" if speedup is not None else "")
+
+
 def best(sh: dict[str, Any]) -> dict[str, Any]:
     return max(sh["service"], key=lambda r: r["jobs_per_minute"])
 
@@ -60,7 +66,10 @@ def section(sh: dict[str, Any], images: str) -> str:
         "compute type, threads, beam size and VAD. A bare loop's latency of job i is when the "
         "loop has finished it, as if all were queued at once; the service's is from each "
         "job's submit to its result event. WER is over all clips (word errors / words) "
-        "against the sequential loop's text, and against the words spoken."
+        "against the sequential loop's text, and against the words spoken. CPU seconds per "
+        "job are the bare loop's process and the transcriber process (the API and projector "
+        "apart): on shared cores they are steadier than wall-clock rates, which other work "
+        "slows by whatever it takes."
     )
     if not sh.get("cross_job_batch_in_worker"):
         out += [
@@ -82,6 +91,7 @@ def section(sh: dict[str, Any], images: str) -> str:
             "–",
             f"{seq['wer_vs_spoken']:.1%}",
             "–",
+            _cpu(seq.get("cpu_seconds_per_job"), 1.0),
         ],
         [
             f"bare, BatchedInferencePipeline ({sh['bare_batch_size']})",
@@ -92,6 +102,7 @@ def section(sh: dict[str, Any], images: str) -> str:
             f"{bat['wer_vs_sequential']:.1%}",
             f"{bat['wer_vs_spoken']:.1%}",
             "–",
+            _cpu(bat.get("cpu_seconds_per_job"), sh.get("bare_batched_cpu_speedup_vs_sequential")),
         ],
     ]
     for run in sh["service"]:
@@ -105,6 +116,7 @@ def section(sh: dict[str, Any], images: str) -> str:
                 f"{run['wer_vs_sequential']:.1%}",
                 f"{run['wer_vs_spoken']:.1%}",
                 f"{run['worker_rss_peak_mib']:.0f}",
+                _cpu(run.get("worker_cpu_seconds_per_job"), run.get("cpu_speedup_vs_sequential")),
             ]
         )
     out += [
@@ -119,6 +131,7 @@ def section(sh: dict[str, Any], images: str) -> str:
                 "WER vs sequential",
                 "WER vs spoken",
                 "worker peak RSS (MiB)",
+                "CPU s/job (× sequential)",
             ],
             rows,
         ),
