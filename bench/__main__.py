@@ -5,7 +5,8 @@ processes), runs the scenarios in order, and writes `bench/results/latest.{json,
 `bench/results/{latency,scale}.png` and `docs/performance.md`. Scenarios not run this time keep
 their figures from the previous `latest.json`. About 25 minutes in full on 2 cores (`quality`
 about 6 of them), under 8 with --quick (shorter files, fewer repeats, a 5-minute file instead of
-the 30-minute one, fewer quality conditions).
+the 30-minute one, fewer quality conditions); `short` adds about 5 minutes per cross-job batch
+size at 60 jobs (estimated from its quick runs; 12 jobs and one size with --quick).
 """
 
 from __future__ import annotations

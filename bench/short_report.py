@@ -151,6 +151,17 @@ def section(sh: dict[str, Any], images: str) -> str:
             f"{top['worker_rss_idle_mib']:.0f} MiB)."
         ),
     ]
+    kinds = top.get("wer_vs_sequential_by_kind")
+    if kinds:
+        bat_kinds = bat.get("wer_vs_sequential_by_kind", {})
+        out += [
+            "",
+            "WER against the sequential text by kind of clip: service "
+            + ", ".join(f"{k} {v:.1%}" for k, v in kinds.items())
+            + "; bare BatchedInferencePipeline "
+            + ", ".join(f"{k} {v:.1%}" for k, v in bat_kinds.items())
+            + ".",
+        ]
     rows = []
     for run in sh["service"]:
         lone = run["lone"]
