@@ -59,8 +59,9 @@ def section(sh: dict[str, Any], images: str) -> str:
         f"{sh['jobs']} jobs of speech between {sh['clip_seconds']['min']} and "
         f"{sh['clip_seconds']['max']} s (mean {sh['clip_seconds']['mean']} s; "
         + ", ".join(f"{n} {kind}" for kind, n in sh["kinds"].items())
-        + ": real recordings (alsa-utils channel names, CMU ARCTIC) joined by pauses, and "
-        "espeak-ng paragraphs), submitted at once through the API to one transcriber; against, "
+        + ": real recordings (alsa-utils channel names, CMU ARCTIC) each after an espeak-ng "
+        "sentence of varied text, and espeak-ng paragraphs), submitted at once through the "
+        "API to one transcriber; against, "
         "in the same run and process, bare faster-whisper's per-file sequential loop and its "
         f"BatchedInferencePipeline per file (batch size {sh['bare_batch_size']}), same model, "
         "compute type, threads, beam size and VAD. A bare loop's latency of job i is when the "
