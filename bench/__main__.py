@@ -1,11 +1,12 @@
-"""`python -m bench [overhead|api|scale|long|quality|lanes ...] [--quick]` (`make bench`: all).
+"""`python -m bench [SCENARIO ...] [--quick]` (`make bench`: all of `SCENARIOS`).
 
 Starts the real stack once (Kafka, Redis and S3 from `stt_testing.infra`, the stt services as real
 processes), runs the scenarios in order, and writes `bench/results/latest.{json,md}`,
 `bench/results/{latency,scale}.png` and `docs/performance.md`. Scenarios not run this time keep
 their figures from the previous `latest.json`. About 25 minutes in full on 2 cores (`quality`
 about 6 of them), under 8 with --quick (shorter files, fewer repeats, a 5-minute file instead of
-the 30-minute one, fewer quality conditions).
+the 30-minute one, fewer quality conditions); `short` adds about 5 minutes per cross-job batch
+size at 60 jobs (estimated from its quick runs; 12 jobs and one size with --quick).
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import api_load, lanes, long, overhead, quality, report, scale
+from bench import api_load, lanes, long, overhead, quality, report, scale, short
 from bench.stack import CPU_COUNT, REPO, RESULTS, open_bench
 
 SCENARIOS = {
     "overhead": overhead, "api": api_load, "scale": scale, "long": long, "quality": quality,
-    "lanes": lanes,
+    "lanes": lanes, "short": short,
 }
 
 
@@ -70,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="scenario lanes: N batch jobs in the backlog (240; --quick 60)")
     parser.add_argument("--report-only", action="store_true",
                         help="only write the report and plots again from latest.json")
+    parser.add_argument("--short-jobs", type=int, metavar="N",
+                        help="jobs in the `short` scenario's queue (default 60; 12 with --quick)")
+    parser.add_argument("--batch-sizes", metavar="K[,K...]",
+                        help="`short`: run the service at these STT_CROSS_JOB_BATCH values")
     args = parser.parse_args(argv)
     if args.report_only:
         written = report.write(previous())
@@ -91,9 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         "scenario_seconds": dict(old.get("scenario_seconds", {})),
     }
     failed: list[str] = []
-    with open_bench(args.quick) as bench:
+    options = {
+        "short_jobs": args.short_jobs,
+        "batch_sizes": args.batch_sizes,
+        "lanes_backlog": args.lanes_backlog,
+    }
+    with open_bench(args.quick, options) as bench:
         data |= bench.model.describe()
-        bench.lanes_backlog = args.lanes_backlog
         for name in chosen:
             print(f"[bench] {name}{' (quick)' if args.quick else ''} ...", flush=True)
             t0 = time.monotonic()

@@ -88,7 +88,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 async def run(bench: Bench) -> dict[str, Any]:
-    backlog_size = bench.lanes_backlog or (QUICK_BACKLOG if bench.quick else BACKLOG)
+    backlog_size = bench.options.get("lanes_backlog") or (QUICK_BACKLOG if bench.quick else BACKLOG)
     clip = make_speech(CLIP_SECONDS, bench.cache, seed=13)
     prefix = "lanes" + uuid.uuid4().hex[:6]
     env = bench.env(prefix)

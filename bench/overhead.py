@@ -12,7 +12,11 @@ clients follow the same job at once:
 * long_poll: the default API with `?wait=20` (held until the job changes, where the API
   supports it; else it falls back to the hint);
 * ideal: told by Redis (keyspace notifications) the moment the record turns terminal (the
-  lower bound of any polling client; it does not poll, so it takes no CPU from the worker).
+  lower bound of any polling client; it does not poll, so it takes no CPU from the worker);
+* guide_3s, guide_2s: the integration guide's own client as written (`bench.guide_client`: a
+  fixed 3 s sleep between polls, 2 s in the guide's table for short audio, hints ignored);
+  guide_3s_no_hold: the same against a third API process without the poll hold window
+  (STT_POLL_HOLD_SECONDS=0), which is what that client paid before it.
 
 The ratio end-to-end / bare of each repeat is taken within that repeat; the figures quoted are
 medians over repeats.
@@ -31,14 +35,23 @@ import httpx
 from faster_whisper import WhisperModel
 
 from bench import jobs
+from bench.guide_client import GUIDE_SHORT_AUDIO_WAIT_SECONDS, GUIDE_WAIT_SECONDS, get_stt_result
 from bench.media import make_speech, short_clip
 from bench.stack import Bench, ModelConfig
 from stt_api import polling
 from stt_common.messages import JobRecord, JobStatus
-from stt_testing import speech
+from stt_testing import processes, speech
 from stt_transcriber.decode import decode
 
-CLIENTS = ("hint", "retry_after", "hint_calibrated", "long_poll")
+CLIENTS = (
+    "hint", "retry_after", "hint_calibrated", "long_poll", "guide_3s", "guide_2s",
+    "guide_3s_no_hold",
+)
+GUIDE_CLIENTS = {
+    "guide_3s": GUIDE_WAIT_SECONDS,
+    "guide_2s": GUIDE_SHORT_AUDIO_WAIT_SECONDS,
+    "guide_3s_no_hold": GUIDE_WAIT_SECONDS,  # against an API with STT_POLL_HOLD_SECONDS=0
+}
 
 
 class Bare:
@@ -86,6 +99,7 @@ async def one_job(
     calibrated_api: str,
     path: Path,
     timeout: float,
+    no_hold_api: str | None = None,
 ) -> tuple[str, jobs.Timeline]:
     rid = "ovh-" + uuid.uuid4().hex[:12]
     url = bench.media_url(path)
@@ -99,7 +113,15 @@ async def one_job(
     modes = {"hint": "hint", "retry_after": "retry_after", "hint_calibrated": "hint",
              "long_poll": "wait"}
     outcomes = await asyncio.gather(
-        *(jobs.poll_until_done(apis[c], rid, modes[c], first, timeout) for c in CLIENTS)
+        *(
+            guide(
+                no_hold_api or default_api if c.endswith("no_hold") else default_api,
+                url, rid, GUIDE_CLIENTS[c],
+            )
+            if c in GUIDE_CLIENTS
+            else jobs.poll_until_done(apis[c], rid, modes[c], first, timeout)
+            for c in CLIENTS
+        )
     )
     in_redis = await watcher
     await tap.wait_completed({rid}, 30)
@@ -108,6 +130,18 @@ async def one_job(
             raise RuntimeError(f"job {rid} ended {outcome.status}: {outcome.body}")
     clients = dict(zip(CLIENTS, outcomes, strict=True))
     return rid, jobs.timeline(tap, rid, t0, t1, in_redis, clients)
+
+
+async def guide(api_url: str, media_url: str, rid: str, wait_time: float) -> jobs.PollOutcome:
+    """The guide's client on the job just submitted (its own submit of the same request_id is
+    answered with the job's status: the guide's idempotency)."""
+    polls: list[float] = []
+    text = await asyncio.to_thread(
+        get_stt_result, media_url, rid, processes.API_KEY, api_url, wait_time, polls
+    )
+    status = "COMPLETED" if text is not None else "FAILED"
+    return jobs.PollOutcome(polls[-1] if polls else time.time(), len(polls), status,
+                            {"transcription": text})
 
 
 # ---- polling policies, replayed on the job's real timeline -----------------------------------
@@ -286,6 +320,7 @@ async def run(bench: Bench) -> dict[str, Any]:
     env = bench.env()
     default_api = bench.api(env, name="api-default")
     calibrated_api = bench.api(env | {"STT_POLL_RTF": str(measured_rtf)}, name="api-calibrated")
+    no_hold_api = bench.api(env | {"STT_POLL_HOLD_SECONDS": "0"}, name="api-no-hold")
     bench.projector(env)
     bench.transcribers(env, 1)
     redis = jobs.redis_client(env)
@@ -296,7 +331,8 @@ async def run(bench: Bench) -> dict[str, Any]:
     }
     try:
         async with jobs.ResultsTap(env) as tap:
-            await one_job(bench, tap, redis, default_api.url, calibrated_api.url, warm.path, 120)
+            await one_job(bench, tap, redis, default_api.url, calibrated_api.url, warm.path, 120,
+                          no_hold_api.url)
             for label, seconds, repeats in files:
                 path = speeches[label].path
                 decode_s = await asyncio.to_thread(decode_seconds, path)
@@ -311,7 +347,7 @@ async def run(bench: Bench) -> dict[str, Any]:
                         bare_s, bare_text = await asyncio.to_thread(bare.transcribe, path)
                     rid, run_ = await one_job(
                         bench, tap, redis, default_api.url, calibrated_api.url, path,
-                        timeout=max(120.0, seconds),
+                        timeout=max(120.0, seconds), no_hold_api=no_hold_api.url,
                     )
                     if repeat % 2 == 1:
                         bare_s, bare_text = await asyncio.to_thread(bare.transcribe, path)
@@ -339,5 +375,7 @@ async def run(bench: Bench) -> dict[str, Any]:
     out["overhead_ratio_ideal"] = first["ratio"]["ideal"]
     out["overhead_ratio_calibrated"] = first["ratio"]["hint_calibrated"]
     out["overhead_ratio_long_poll"] = first["ratio"]["long_poll"]
+    out["overhead_ratio_guide"] = first["ratio"]["guide_3s"]
+    out["overhead_ratio_guide_no_hold"] = first["ratio"]["guide_3s_no_hold"]
     out["hint_policy"] = " ".join((polling.__doc__ or "").split("\n\n")[1:2]).replace("\n", " ")
     return out

@@ -75,7 +75,7 @@ class Bench:
     model: ModelConfig
     quick: bool
     services: list[processes.Service] = field(default_factory=list)
-    lanes_backlog: int | None = None  # `--lanes-backlog N`: scenario lanes' batch jobs
+    options: dict[str, Any] = field(default_factory=dict)  # per-scenario flags of `python -m bench`
 
     def env(self, prefix: str | None = None, **extra: str) -> dict[str, str]:
         """Service settings on fresh topics (`<prefix>.jobs.*`), the model settings included."""
@@ -143,7 +143,7 @@ class Bench:
 
 
 @contextlib.contextmanager
-def open_bench(quick: bool) -> Iterator[Bench]:
+def open_bench(quick: bool, options: dict[str, Any] | None = None) -> Iterator[Bench]:
     cache = cache_dir()
     model_path = fetch_model(cache)
     with tempfile.TemporaryDirectory(prefix="stt-bench-") as tmp:
@@ -162,6 +162,7 @@ def open_bench(quick: bool) -> Iterator[Bench]:
                 cache=cache,
                 model=ModelConfig(path=str(model_path)),
                 quick=quick,
+                options=options or {},
             )
             try:
                 yield bench

@@ -212,6 +212,15 @@ class ApiSettings(_Base):
     poll_rtf: float = Field(
         0.15, gt=0, description="Transcribers' seconds of work per second of audio (poll hints)"
     )
+    poll_hold_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=8,
+        description="A poll of a transcribing job whose ETA is at most this far off is held "
+        "until the job ends, at most this long (a client polling at fixed intervals then sees "
+        "the result at once); 0 = answer every poll at once; at most 8, under the integration "
+        "guide's 10 s request timeout",
+    )
     openai_wait_seconds: float = Field(
         600.0,
         gt=0,

@@ -13,7 +13,10 @@
   `rtf` starting at STT_POLL_RTF and following the jobs this API process has seen complete,
   clamped to [0.5, 30] s; 2 s before the audio has been probed.
 
-Clients that would rather not guess can long-poll with `?wait=`.
+Clients that would rather not guess can long-poll with `?wait=`. A poll without `?wait=` of a
+job whose ETA is at most STT_POLL_HOLD_SECONDS away is held until the job ends (`hold_seconds`):
+a client that sleeps a fixed interval between polls and ignores the hint (the integration
+guide's own client sleeps 3 s) then learns of the result when it happens, not one interval late.
 """
 
 from __future__ import annotations
@@ -81,6 +84,22 @@ class PollAdvisor:
         left = record.duration * (1.0 - min(1.0, max(0.0, record.progress))) * self.rtf
         age = (now - record.updated_at).total_seconds()
         return round(min(MAX_SECONDS, max(MIN_SECONDS, left - max(0.0, age))), 1)
+
+
+def hold_seconds(record: JobRecord, window: float, now: datetime | None = None) -> float:
+    """How long a poll (without `?wait=`) of `record` is held for the job to end: `window` while
+    the job transcribes and its ETA is at most `window` away (or past), else 0 (answer now).
+
+    Invariant: never more than `window`, so a held poll stays under the client's request
+    timeout whatever the ETA's error; a job with no ETA (queued, downloading, a worker's first
+    job) is never held.
+    """
+    if window <= 0 or record.status is not JobStatus.PROCESSING:
+        return 0.0
+    if record.eta is None or record.stage is not Stage.TRANSCRIBING:
+        return 0.0
+    left = (record.eta - (now or datetime.now(UTC))).total_seconds()
+    return window if left <= window else 0.0
 
 
 def _steps_up(seconds: float) -> float:

@@ -162,20 +162,26 @@ async def poll(
         "json"
     ),
     wait: Annotated[
-        float,
+        float | None,
         Query(
             ge=0,
             le=MAX_WAIT,
-            description="Long poll: hold up to this many seconds while PROCESSING",
+            description="Long poll: hold up to this many seconds while PROCESSING; 0 answers "
+            "at once. Without it, a poll is held (up to STT_POLL_HOLD_SECONDS) only when the "
+            "job's ETA is that close",
         ),
-    ] = 0,
+    ] = None,
     tenant: job_lists.TenantQuery = None,
 ) -> Response:
     job_id = tenants.job_id(job_lists.owner(caller, tenant), request_id)
     record = await store.get(job_id)
-    if record is not None and record.status is JobStatus.PROCESSING and wait > 0:
-        # Sleeps holding no Redis connection; one shared read per step wakes it (long_poll.py).
-        record = await long_polls.wait(job_id, wait)
+    if record is not None and record.status is JobStatus.PROCESSING:
+        hold = wait if wait is not None else polling.hold_seconds(
+            record, settings.api.poll_hold_seconds
+        )
+        if hold > 0:
+            # Sleeps holding no Redis connection; one shared read per step wakes it (long_poll.py).
+            record = await long_polls.wait(job_id, hold)
     if record is None:
         # Not found is only true while Redis holds all it should (503 during a restore).
         await store_epoch.require_ready(store.redis, settings.kafka.topic_status)
