@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from stt_api import polling
-from stt_common.messages import JobRecord, JobStatus
+from stt_common.messages import JobRecord, JobStatus, Stage
 from tests.api import job_records
 
 
@@ -184,3 +184,16 @@ async def test_long_poll_is_bounded(client: httpx.AsyncClient) -> None:
     resp = await client.get("/api/v1/transcribe/any-id", params={"wait": 31})
     assert resp.status_code == 422
     assert "wait" in resp.json()["detail"]
+
+
+def test_with_a_hold_window_the_hint_lands_half_a_window_before_the_eta() -> None:
+    """That poll is held until the job ends (`hold_seconds`), so the client sleeps no longer
+    than the job; without the window the hint aims just after the ETA instead."""
+    record = processing(stage=Stage.TRANSCRIBING, duration=60.0, progress=0.2)
+    record.eta = record.updated_at + timedelta(seconds=20)
+    held = polling.PollAdvisor(0.15, hold_window=5.0).poll_after(record, now=record.updated_at)
+    assert held == 17.5
+    assert polling.hold_seconds(record, 5.0, now=record.updated_at + timedelta(seconds=held)) == 5
+    close = record.updated_at + timedelta(seconds=19)
+    assert polling.PollAdvisor(0.15, hold_window=5.0).poll_after(record, now=close) == 0.1
+    assert polling.PollAdvisor(0.15).poll_after(record, now=record.updated_at) == 10.05

@@ -88,7 +88,7 @@ def in_process_api(settings: Settings) -> InProcessApi:
         job_store=store,
         publisher=publisher,  # type: ignore[arg-type]
         long_polls=LongPolls(store),
-        poll_advisor=PollAdvisor(settings.api.poll_rtf),
+        poll_advisor=PollAdvisor(settings.api.poll_rtf, settings.api.poll_hold_seconds),
         media_store=MediaStore(settings.minio),
         upload_slots=UploadSlots(settings.api.uploads_per_key, settings.api.uploads_max_active),
         rate_limiter=RateLimiter(redis, settings.api.rate_limit_per_minute),

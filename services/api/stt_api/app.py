@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_keys = accepted(settings.api)  # fails before serving when no key is configured
 
     # Built before serving: nothing here holds a connection (MinIO's client connects per call).
-    poll_advisor = polling.PollAdvisor(settings.api.poll_rtf)
+    poll_advisor = polling.PollAdvisor(settings.api.poll_rtf, settings.api.poll_hold_seconds)
     media_store = MediaStore(settings.minio)
     upload_slots = UploadSlots(settings.api.uploads_per_key, settings.api.uploads_max_active)
     served_model = served_model_id(settings.model.model)

@@ -49,8 +49,9 @@ class PollAdvisor:
     estimate; `poll_after` only reads.
     """
 
-    def __init__(self, rtf: float = DEFAULT_RTF) -> None:
+    def __init__(self, rtf: float = DEFAULT_RTF, hold_window: float = 0.0) -> None:
         self.rtf = rtf
+        self.hold_window = hold_window  # STT_POLL_HOLD_SECONDS: see `hold_seconds`
         self._learnt: OrderedDict[str, None] = OrderedDict()
 
     def observe(self, record: JobRecord) -> None:
@@ -72,6 +73,12 @@ class PollAdvisor:
         if record.status is not JobStatus.PROCESSING:
             return None
         now = now or datetime.now(UTC)
+        if record.eta is not None and record.stage is Stage.TRANSCRIBING and self.hold_window > 0:
+            # A poll that arrives with the ETA within the window is held until the job ends, so
+            # aim half a window before the ETA: an estimate that is late by up to half the window
+            # still ends inside the held poll, and one that is early costs nothing.
+            before_eta = (record.eta - now).total_seconds() - self.hold_window / 2
+            return _steps_up(min(MAX_SECONDS, max(ETA_MIN_SECONDS, before_eta)))
         if record.eta is not None and record.stage is Stage.TRANSCRIBING:
             left = (record.eta - now).total_seconds() + ETA_MARGIN_SECONDS
             if left > ETA_APPROACH_SECONDS:
