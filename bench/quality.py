@@ -11,7 +11,7 @@ set through the API).
 
 * Non-speech: every kind of `stt_testing.sounds.NON_SPEECH` (10 s each), submitted with `vi`, `en`
   and `auto`; counted: the words of the transcript (target 0).
-* Speech: the real recorded human speech of `stt_testing.recordings.speech_set` (481 reference
+* Speech: the real recorded human speech of `stt_testing.recordings.speech_set` (482 reference
   words, four sources: Asterisk prompts, LibriVox, alsa-utils, CMU ARCTIC) and espeak-ng
   English, each padded with 1 s of silence, clean and with synthetic music or pink noise under
   it at 10 dB and 0 dB; the same speech after a 20 s music intro (a social-media clip);

@@ -1,7 +1,7 @@
 """How much audio around the voiced chunks the model should hear: WER of the broad real-speech
-set (`stt_testing.recordings.speech_set`, 481 reference words) per condition, for the old
-defaults ("before": no VAD, no guards, previous text as prompt) and the current defaults with
-several VAD paddings (STT_VAD_PAD_MS), in one process, the configurations taking turns on each
+set (`stt_testing.recordings.speech_set`, 482 reference words once normalised) per condition, for
+the old defaults ("before": no VAD, no guards, previous text as prompt) and the current defaults
+with several VAD paddings (STT_VAD_PAD_MS), in one process, the configurations taking turns on each
 clip so that the machine's load hits all alike.
 
     python -m bench.vad_padding [--pads 400,1500] [--conditions clean,music_0db,...] OUT.jsonl
