@@ -38,7 +38,7 @@ class ModelConfig:
     beam_size: int = 5
     vad_filter: bool = True  # the worker's default; bare faster-whisper gets vad_filter=True too
     vad_threshold: float = 0.35  # the worker's default (STT_VAD_THRESHOLD)
-    vad_pad_ms: int = 3000  # the worker's default (STT_VAD_PAD_MS)
+    vad_pad_ms: int = 1500  # the worker's default (STT_VAD_PAD_MS)
     condition_on_previous_text: bool = False  # the worker's default
 
     def env(self) -> dict[str, str]:

