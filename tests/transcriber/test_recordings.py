@@ -25,7 +25,12 @@ def test_the_set_has_several_hundred_words_of_several_speakers() -> None:
 
 
 def test_a_tampered_sdist_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(recordings, "POCKETSPHINX_SHA256", "0" * 64)
+    """pip hands over an archive whose checksum is not the pinned one: nothing is cached."""
+
+    def fake_pip(cmd: list[str], **_: object) -> None:
+        Path(cmd[cmd.index("-d") + 1], "pocketsphinx-5.1.1.tar.gz").write_bytes(b"not it")
+
+    monkeypatch.setattr(recordings.subprocess, "run", fake_pip)
     with pytest.raises(RuntimeError, match="SHA-256"):
         recordings.librivox_speech(tmp_path)
     assert not (tmp_path / "speech" / "pocketsphinx-5.1.1.tar.gz").exists()
