@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export STT_CACHE_DIR ?= $(CURDIR)/.cache
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := redis-server espeak-ng iproute2 chromium prometheus alsa-utils
+DEBIAN_PACKAGES := redis-server espeak-ng iproute2 chromium prometheus alsa-utils asterisk-core-sounds-en-wav
 
 .PHONY: install system-deps model lint test test-fast coverage up down status bench clean
 

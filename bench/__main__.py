@@ -3,10 +3,11 @@
 Starts the real stack once (Kafka, Redis and S3 from `stt_testing.infra`, the stt services as real
 processes), runs the scenarios in order, and writes `bench/results/latest.{json,md}`,
 `bench/results/{latency,scale}.png` and `docs/performance.md`. Scenarios not run this time keep
-their figures from the previous `latest.json`. About 25 minutes in full on 2 cores (`quality`
-about 6 of them), under 8 with --quick (shorter files, fewer repeats, a 5-minute file instead of
-the 30-minute one, fewer quality conditions); `short` adds about 5 minutes per cross-job batch
-size at 60 jobs (estimated from its quick runs; 12 jobs and one size with --quick).
+their figures from the previous `latest.json`. About 35 minutes in full on 2 cores (`quality`
+about 15 of them: three configurations over the 482-word speech set), under 8 with --quick
+(shorter files, fewer repeats, a 5-minute file instead of the 30-minute one, fewer quality
+conditions); `short` adds about 5 minutes per cross-job batch size at 60 jobs (estimated from its
+quick runs; 12 jobs and one size with --quick).
 """
 
 from __future__ import annotations

@@ -75,7 +75,10 @@ class Bare:
             language=language,
             beam_size=self.config.beam_size,
             vad_filter=self.config.vad_filter,
-            vad_parameters={"threshold": self.config.vad_threshold},
+            vad_parameters={
+                "threshold": self.config.vad_threshold,
+                "speech_pad_ms": self.config.vad_pad_ms,
+            },
             condition_on_previous_text=self.config.condition_on_previous_text,
         )
         text = " ".join(s.text.strip() for s in segments if s.text.strip())

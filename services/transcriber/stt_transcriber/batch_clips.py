@@ -102,8 +102,11 @@ def prepare(
     audio = decode(item.path, max_audio_seconds)
     duration = audio.size / SAMPLE_RATE
     lo, hi = speech_span(audio, SAMPLE_RATE)
+    voiced_seconds = 0.0
     if settings.vad_filter:
-        found = voice.voiced_chunks(audio[lo:hi], settings.vad_threshold)
+        found, voiced_seconds = voice.speech(
+            audio[lo:hi], settings.vad_threshold, settings.vad_pad_ms
+        )
         chunks = [{"start": lo + c["start"], "end": lo + c["end"]} for c in found]
     else:
         chunks = [{"start": lo, "end": hi}] if hi > lo else []
@@ -112,7 +115,5 @@ def prepare(
         joined = voice.join(audio, members)
         mel = features_of(joined)[..., :-1]  # the extractor adds one frame past the end
         clips.append(Clip(mel[..., : 100 * int(CLIP_SECONDS)], members, joined.size / SAMPLE_RATE))
-    speech = voice.voiced_seconds(chunks) if settings.vad_filter else 0.0
-    if not settings.vad_filter:
-        speech = sum(c.seconds for c in clips)
+    speech = voiced_seconds if settings.vad_filter else sum(c.seconds for c in clips)
     return Prepared(item, audio, duration, clips, round(speech, 3))

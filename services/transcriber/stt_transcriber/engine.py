@@ -269,12 +269,15 @@ class WhisperEngine:
         """Transcribe one window starting at `offset` seconds into `collected`; returns the
         seconds of voiced audio it held."""
         if self.settings.vad_filter:
-            chunks = voice.voiced_chunks(audio, self.settings.vad_threshold)
+            chunks, voiced_seconds = voice.speech(
+                audio, self.settings.vad_threshold, self.settings.vad_pad_ms
+            )
             if not chunks:
                 return 0.0  # nothing voiced: nothing to decode, nothing to invent
             voiced = voice.join(audio, chunks)
         else:
             chunks, voiced = [], audio
+            voiced_seconds = audio.size / SAMPLE_RATE
         first = lang.decode is None
         if first:
             self._choose_language(voiced, lang)
@@ -288,7 +291,7 @@ class WhisperEngine:
             stop_if(should_stop)
         if first and lang.requested is not None and lang.detected is None:
             self._detected(lang)
-        return voice.voiced_seconds(chunks) if chunks else voiced.size / SAMPLE_RATE
+        return voiced_seconds
 
     def _decode(
         self,
