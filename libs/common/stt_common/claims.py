@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from stt_common import tasks
 from stt_common.messages import SubmitEvent
 
 log = logging.getLogger(__name__)
@@ -137,9 +138,7 @@ class Claims:
         try:
             yield claim
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await tasks.stop(task)  # bounded: a renewal left running would hold the job for ever
 
     async def _keep(self, claim: Claim) -> None:
         while True:
@@ -149,6 +148,8 @@ class Claims:
             except RedisError as exc:
                 log.warning("claim not renewed (%s)", exc)
                 continue
+            if tasks.cancel_requested():  # a stop that the Redis client swallowed (tasks.py)
+                raise asyncio.CancelledError
             if not ours:
                 claim.lost = True
                 log.warning("claim %s was taken by another worker", claim.key)
