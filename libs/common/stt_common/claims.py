@@ -142,14 +142,14 @@ class Claims:
 
     async def _keep(self, claim: Claim) -> None:
         while True:
+            if tasks.cancel_requested():  # a stop that the Redis client swallowed (tasks.py)
+                raise asyncio.CancelledError
             await asyncio.sleep(self.lease_ms / 3000)
             try:
                 ours = await self._renew(keys=[claim.key], args=[claim.value, self.lease_ms])
             except RedisError as exc:
                 log.warning("claim not renewed (%s)", exc)
                 continue
-            if tasks.cancel_requested():  # a stop that the Redis client swallowed (tasks.py)
-                raise asyncio.CancelledError
             if not ours:
                 claim.lost = True
                 log.warning("claim %s was taken by another worker", claim.key)
