@@ -67,7 +67,9 @@ def test_redis_full_answers_json_503_on_every_write_and_ready_says_so(
             assert http.get("/ready").status_code == 200
             full_redis.config_set("maxmemory", 1)  # every write is now refused with OOM
             for method, path, kwargs in requests(rid):
-                assert_json_503(http.request(method, path, **kwargs))
+                assert_json_503(resp := http.request(method, path, **kwargs))
+                if path == SUBMIT:  # nothing was published: the client may trust "refused"
+                    assert resp.headers["X-Submit-Outcome"] == "refused", resp.headers
             ready = http.get("/ready")
             assert ready.status_code == 503
             assert ready.json()["redis"] == "refuses writes: OutOfMemoryError", ready.json()
@@ -92,7 +94,9 @@ def test_redis_down_answers_json_503_on_every_route(infra: Any, tmp_path: Path) 
                 ("GET", f"{SUBMIT}/{rid}", {}),
                 ("GET", f"{SUBMIT}/{rid}?format=srt", {}),
             ]:
-                assert_json_503(http.request(method, path, **kwargs))
+                assert_json_503(resp := http.request(method, path, **kwargs))
+                if method == "POST" and path == SUBMIT:
+                    assert resp.headers["X-Submit-Outcome"] == "refused", resp.headers
             ready = http.get("/ready")
             assert ready.status_code == 503 and ready.json()["redis"].startswith("unreachable")
     finally:

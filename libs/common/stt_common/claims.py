@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from stt_common import tasks
 from stt_common.messages import SubmitEvent
 
 log = logging.getLogger(__name__)
@@ -137,12 +138,12 @@ class Claims:
         try:
             yield claim
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await tasks.stop(task)  # bounded: a renewal left running would hold the job for ever
 
     async def _keep(self, claim: Claim) -> None:
         while True:
+            if tasks.cancel_requested():  # a stop that the Redis client swallowed (tasks.py)
+                raise asyncio.CancelledError
             await asyncio.sleep(self.lease_ms / 3000)
             try:
                 ours = await self._renew(keys=[claim.key], args=[claim.value, self.lease_ms])

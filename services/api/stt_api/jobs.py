@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+from redis.exceptions import RedisError
+
 from stt_api import unconfirmed
 from stt_api.submit_events import PublishError, PublishRefused, PublishUnknown, SubmitPublisher
 from stt_common import metrics, otel, store_epoch, tracing
@@ -18,6 +20,18 @@ from stt_common.job_store import JobStore
 from stt_common.messages import JobRecord, SubmitEvent
 
 log = logging.getLogger(__name__)
+REFUSED, UNKNOWN = "refused", "unknown"  # X-Submit-Outcome of a 503
+
+
+class StoreUnavailable(RedisError):
+    """Redis failed during a submit. `outcome`: REFUSED before the event could be published
+    (nothing queued), UNKNOWN once it was, or when an earlier publish's outcome is unknown; a
+    resubmit with the same request_id is safe either way. Still a RedisError: routes that do not
+    say the outcome answer the generic 503 (stt_api.errors)."""
+
+    def __init__(self, outcome: str, cause: RedisError) -> None:
+        super().__init__(str(cause))
+        self.outcome = outcome
 
 
 async def enqueue(
@@ -27,25 +41,41 @@ async def enqueue(
     (nothing is published then). Raises `PublishError` when Kafka did not take the event.
     `pending_ttl`: STT_SUBMIT_TTL_BEFORE_PUBLISH."""
     record = JobRecord.from_submit(event)
-    # A store that lost its data cannot tell a finished job from a new one: no submit until the
-    # projector has restored it (raises StoreRestoring, answered 503).
-    await store_epoch.require_ready(store.redis, publisher.settings.topic_status)
-    # Short TTL until Kafka has the event, so a crash in between leaves nothing that never ends.
-    existing, written = await store.create(record, ttl=pending_ttl)
+    try:
+        # A store that lost its data cannot tell a finished job from a new one: no submit until
+        # the projector has restored it (raises StoreRestoring, answered 503).
+        await store_epoch.require_ready(store.redis, publisher.settings.topic_status)
+        # Short TTL until Kafka has the event, so a crash in between leaves nothing that never
+        # ends.
+        existing, written = await store.create(record, ttl=pending_ttl)
+    except RedisError as exc:
+        raise StoreUnavailable(REFUSED, exc) from exc
     if existing is not None:
-        return await _resend_unconfirmed(store, publisher, existing)
+        try:
+            return await _resend_unconfirmed(store, publisher, existing)
+        except RedisError as exc:  # the job exists; its first publish may still be unknown
+            raise StoreUnavailable(UNKNOWN, exc) from exc
     try:
         # The request's trace (set by the TraceMiddleware) goes out as a Kafka header;
         # with OTEL_EXPORTER_OTLP_ENDPOINT this step is exported as the "publish" span.
         with otel.step("publish", "PRODUCER"):
             await publisher.publish(event, tracing.current.get())
-    except PublishUnknown:
-        await unconfirmed.remember(store.redis, event, pending_ttl)  # the record stays too
+    except PublishUnknown as unknown:
+        try:
+            await unconfirmed.remember(store.redis, event, pending_ttl)  # the record stays too
+        except RedisError as exc:
+            raise StoreUnavailable(UNKNOWN, exc) from unknown
         raise
     except BaseException:
-        await store.discard(record.job_id, written)
+        try:
+            await store.discard(record.job_id, written)
+        except RedisError as exc:  # the short TTL clears the record
+            raise StoreUnavailable(REFUSED, exc) from exc
         raise
-    await store.confirm(record)
+    try:
+        await store.confirm(record)
+    except RedisError as exc:  # the event is out: the job runs; a resubmit answers it
+        raise StoreUnavailable(UNKNOWN, exc) from exc
     metrics.JOBS_SUBMITTED.inc()
     log.info("job accepted", extra={"request_id": record.request_id})
     return record, True
@@ -78,8 +108,8 @@ OUTCOME_HEADER = "X-Submit-Outcome"
 def describe_failure(exc: PublishError) -> tuple[str, str]:
     """(outcome header value, detail) of a 503 for a publish that failed."""
     if isinstance(exc, PublishUnknown):
-        return "unknown", (
+        return UNKNOWN, (
             f"{exc}: the job may still be accepted; resubmit with the same request_id "
             "(safe: it never makes a second job)"
         )
-    return "refused", f"{exc}; the job was not accepted; retry later"
+    return REFUSED, f"{exc}; the job was not accepted; retry later"

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from stt_common import bus, otel
+from stt_common import bus, otel, tasks
 from stt_common.cancellation import CANCELLED_MESSAGE, CANCELLED_TYPE
 from stt_common.messages import JobStatus, ResultEvent, Stage, SubmitEvent, origin_of
 from stt_common.settings import FetchSettings, MinioSettings
@@ -64,6 +64,8 @@ class CancelWatch:
                     return
             except Exception as exc:  # logged by the safe points' own check too
                 log.debug("cancel check failed (%s)", exc)
+            if tasks.cancel_requested():  # a stop that the Redis client swallowed (tasks.py)
+                raise asyncio.CancelledError
 
 
 # Kafka refuses records over ~1 MiB (the producer's max_request_size, the broker's
@@ -216,12 +218,10 @@ class JobRunner:
                 transcript = await self._transcribe(job, media, report, eta, watch)
             self.speed.observe(transcript.duration, time.monotonic() - eta.started)
         finally:
-            watching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watching
             self.durations.pop(job.job_id, None)
             self.etas.pop(job.job_id, None)
             shutil.rmtree(scratch, ignore_errors=True)
+            await tasks.stop(watching)  # bounded, even if the watch swallowed a cancel
         return fit_in_a_record(
             self._result(
                 job,
@@ -281,7 +281,7 @@ class JobRunner:
                 DecodeOptions.of(job),
             )
         finally:
-            pumping.cancel()
+            await tasks.stop(pumping)
 
 
 async def _unless_cancelled(download: Awaitable[Path], watching: asyncio.Task[None]) -> Path:

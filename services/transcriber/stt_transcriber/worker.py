@@ -27,7 +27,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
-from stt_common import bus, claims, dead_letters, metrics, otel, tracing
+from stt_common import bus, claims, dead_letters, metrics, otel, tasks, tracing
 from stt_common.consume import CommitPolicy, ConsumeLoop, HandedBack, Ready
 from stt_common.consume.lanes import Laned, submit_lanes
 from stt_common.job_store import JobStore, settles
@@ -47,6 +47,7 @@ from stt_transcriber.outcomes import JobOutcome, Transient, retry_of, retrying
 
 log = logging.getLogger(__name__)
 POLL_WHILE_BUSY = 1.0  # seconds between keep-alive polls while a job runs
+RUN_STOP_PATIENCE = 10.0  # seconds a fenced job's task gets to stop before it is left behind
 NOT_DUE = "not_due"  # gate reason: the head of a retry topic waits for its not_before
 
 
@@ -225,8 +226,7 @@ class Worker:
         while not run.done():
             await asyncio.wait({run}, timeout=POLL_WHILE_BUSY)
             if not run.done() and not self.consume.owns(tp, lease):
-                run.cancel()
-                await asyncio.gather(run, return_exceptions=True)
+                await tasks.stop(run, RUN_STOP_PATIENCE)
                 raise Fenced()
         return run.result()
 

@@ -42,7 +42,7 @@ from typing import Any, Protocol, TypeVar
 from aiokafka import ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
 
-from stt_common import bus, metrics
+from stt_common import bus, metrics, tasks
 from stt_common.consume.gate import Gate
 from stt_common.consume.offsets import Offsets
 from stt_common.consume.policy import CommitPolicy, ErrorPolicy, Verdict
@@ -289,8 +289,7 @@ class ConsumeLoop:
                 if self.stop.is_set() and deadline is None:
                     deadline = loop.time() + grace
                 if deadline is not None and loop.time() > deadline and not task.done():
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
+                    await tasks.stop(task)
                     raise HandedBack()
                 await self._keep_alive()
             return task.result()

@@ -135,6 +135,12 @@ async def submit(
             detail,
             headers={"Retry-After": SUBMIT_RETRY_AFTER, jobs.OUTCOME_HEADER: outcome},
         ) from exc
+    except jobs.StoreUnavailable as exc:  # Redis failed: the same 503, with the outcome
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "Job store temporarily unavailable; retry later (resubmit with the same request_id)",
+            headers={"Retry-After": SUBMIT_RETRY_AFTER, jobs.OUTCOME_HEADER: exc.outcome},
+        ) from exc
     if not new:
         return _respond(record, advisor, status_code=202)
     return _respond(record, advisor, SUBMITTED_MESSAGE, status_code=202)
