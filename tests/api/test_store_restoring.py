@@ -56,7 +56,9 @@ async def test_a_store_being_restored_answers_503_not_404_and_takes_no_job(
 
     assert_restoring(await client.get("/api/v1/transcribe/r-unknown"))
     assert_restoring(await client.delete("/api/v1/transcribe/r-unknown"))
-    assert_restoring(await client.post("/api/v1/transcribe", json=job("r-2")))
+    refused = await client.post("/api/v1/transcribe", json=job("r-2"))
+    assert_restoring(refused)
+    assert refused.headers["X-Submit-Outcome"] == "refused"  # nothing was queued
     assert [e.request_id for e, _ in api.publisher.published] == ["r-1"]  # no new event
     # A job that is back answers as usual.
     assert (await client.get("/api/v1/transcribe/r-1")).json()["status"] == "PROCESSING"

@@ -141,6 +141,15 @@ async def submit(
             "Job store temporarily unavailable; retry later (resubmit with the same request_id)",
             headers={"Retry-After": SUBMIT_RETRY_AFTER, jobs.OUTCOME_HEADER: exc.outcome},
         ) from exc
+    except store_epoch.StoreRestoring as exc:  # checked before anything is published
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            store_epoch.RESTORING_DETAIL,
+            headers={
+                "Retry-After": store_epoch.RESTORE_RETRY_AFTER,
+                jobs.OUTCOME_HEADER: "refused",
+            },
+        ) from exc
     if not new:
         return _respond(record, advisor, status_code=202)
     return _respond(record, advisor, SUBMITTED_MESSAGE, status_code=202)
@@ -182,8 +191,10 @@ async def poll(
     job_id = tenants.job_id(job_lists.owner(caller, tenant), request_id)
     record = await store.get(job_id)
     if record is not None and record.status is JobStatus.PROCESSING:
-        hold = wait if wait is not None else polling.hold_seconds(
-            record, settings.api.poll_hold_seconds
+        hold = (
+            wait
+            if wait is not None
+            else polling.hold_seconds(record, settings.api.poll_hold_seconds)
         )
         if hold > 0:
             # Sleeps holding no Redis connection; one shared read per step wakes it (long_poll.py).
