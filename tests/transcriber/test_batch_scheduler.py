@@ -219,6 +219,21 @@ async def test_jobs_arriving_while_the_model_is_busy_form_the_next_batch(
     assert b.consumer.committed == {b.submit: 4}
 
 
+async def test_a_batch_holds_at_most_size_clips(batches: Callable[..., Batches]) -> None:
+    b = batches(size=4, wait=5.0)  # memory goes with the 30 s clips of a call, not the jobs
+    b.put("three-clips", seconds=70.0)
+    b.put("one-clip", seconds=20.0)
+    b.put("two-clips", seconds=50.0)
+    await b.run()
+    assert [sorted(batch) for batch in b.batched()] in (
+        [["one-clip", "three-clips"], ["two-clips"]],
+        [["one-clip", "two-clips"], ["three-clips"]],  # in the order they were prepared
+        [["three-clips"], ["one-clip", "two-clips"]],
+        [["two-clips"], ["one-clip", "three-clips"]],
+    )
+    assert completed(b) == {"three-clips", "one-clip", "two-clips"}
+
+
 async def test_a_broken_file_fails_alone_and_the_batch_completes(
     batches: Callable[..., Batches],
 ) -> None:

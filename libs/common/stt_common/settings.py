@@ -273,8 +273,9 @@ class ModelSettings(_Base):
         1,
         ge=1,
         le=64,
-        description="Most jobs one transcriber runs through the model in one batched call "
-        "(files up to STT_BATCH_MAX_SECONDS without word timestamps); 1 = one job at a time",
+        description="Most <= 30 s clips (of one or several jobs) one transcriber runs through "
+        "the model in one batched call: files up to STT_BATCH_MAX_SECONDS without word "
+        "timestamps; 1 = one job at a time",
     )
     batch_wait_ms: int = Field(
         200,

@@ -4,14 +4,15 @@ Jobs come here from their own tasks (`JobRunner.run`, one per job the batch sche
 A job that can join a batch (`takes`: no word timestamps, not longer than `max_seconds`) is
 decoded and cut into clips while the model is busy with others (`BatchEngine.prepare`, in a
 thread, one at a time), then waits in the queue; the model loop takes up to `size` waiting jobs
-into one `BatchEngine.run` call. Other jobs (long files: the windowed path) take their turn on
-the model (`turn`) between batches.
+into one `BatchEngine.run` call, as long as their clips number at most `size` (memory is per clip:
+each is one 30 s encoder input; a job with more clips goes alone). Other jobs (long files: the
+windowed path) take their turn on the model (`turn`) between batches.
 
 Invariants:
 * one model call at a time, batched or not: on a CPU two calls only fight for the cores;
 * a batch starts as soon as the model is free and a job waits, except that while other jobs
   the scheduler admitted are still on their way (`expect`ed: downloading, preparing) it waits
-  for them, at most `wait` seconds or until `size` jobs wait. A lone job never waits;
+  for them, at most `wait` seconds or until `size` clips wait. A lone job never waits;
 * each job's outcome is its own: an exception of one job fails that job only; a failure of the
   batched call itself (`BatchFailed`) sends each of its jobs through the sequential engine alone;
 * a job whose waiter has gone (cancelled by its client, fenced, handed back) leaves the queue,
@@ -52,13 +53,14 @@ class ManyEngine(Protocol):
 
 @dataclass(frozen=True)
 class BatchLimits:
-    size: int  # most jobs in one model call (STT_CROSS_JOB_BATCH)
+    size: int  # most <= 30 s clips in one model call (STT_CROSS_JOB_BATCH); at least one job
     wait: float  # seconds a batch may wait for jobs on their way (STT_BATCH_WAIT_MS)
     max_seconds: float  # longer files take the windowed path (STT_BATCH_MAX_SECONDS)
 
 
 @dataclass
 class _Waiting:
+    job_id: str
     prepared: Prepared
     future: asyncio.Future[Transcript]
 
@@ -104,7 +106,7 @@ class Batcher:
         finally:
             self.forget(job_id)
         future: asyncio.Future[Transcript] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Waiting(prepared, future))
+        self._queue.append(_Waiting(job_id, prepared, future))
         self._changed.set()
         if self._serving is None or self._serving.done():
             self._serving = asyncio.create_task(self._serve())
@@ -124,7 +126,8 @@ class Batcher:
                 if not batch:
                     continue
                 started = time.monotonic()
-                log.info("batch of %d jobs started", len(batch))
+                ids = " ".join(w.job_id for w in batch)
+                log.info("batch of %d jobs started: %s", len(batch), ids)
                 try:
                     outcomes = await asyncio.to_thread(self._run, [w.prepared for w in batch])
                 except Exception as exc:  # a bug: fails these jobs, not the jobs to come
@@ -149,16 +152,22 @@ class Batcher:
         return self._queue
 
     async def _next_batch(self) -> list[_Waiting]:
-        """Up to `size` waiting jobs, once the batch rule of the module says go."""
+        """The first waiting jobs whose clips number at most `size` (at least one job), once
+        the batch rule of the module says go."""
         while not self._live():
             await self._until_changed(None)
         deadline = time.monotonic() + self.limits.wait
-        while len(self._live()) < self.limits.size and self._coming:
+        while sum(map(_clips, self._live())) < self.limits.size and self._coming:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             await self._until_changed(left)
-        batch, self._queue = self._queue[: self.limits.size], self._queue[self.limits.size :]
+        taken, clips = 0, 0
+        for waiting in self._queue:
+            if taken and clips + _clips(waiting) > self.limits.size:
+                break
+            taken, clips = taken + 1, clips + _clips(waiting)
+        batch, self._queue = self._queue[:taken], self._queue[taken:]
         return batch
 
     async def _until_changed(self, within: float | None) -> None:
@@ -183,3 +192,8 @@ class Batcher:
             )
         except Exception as exc:  # the job's own failure
             return exc
+
+
+def _clips(waiting: _Waiting) -> int:
+    """What a job weighs in a batch: its clips (one for a job with none, which costs little)."""
+    return max(1, len(waiting.prepared.clips))

@@ -11,7 +11,7 @@ import numpy as np
 
 from stt_common.messages import Segment
 from stt_transcriber.audio import probe
-from stt_transcriber.batch_clips import BatchItem, Prepared
+from stt_transcriber.batch_clips import CLIP_SECONDS, BatchItem, Clip, Prepared
 from stt_transcriber.batch_engine import Outcome
 from stt_transcriber.decode_options import DecodeOptions
 from stt_transcriber.engine import Transcript, stop_if
@@ -99,7 +99,12 @@ class FakeManyEngine:
             duration = probe(item.path, float("inf"))
         except JobError:
             duration = item.path.stat().st_size / _PCM_BYTES_PER_SECOND
-        return Prepared(item, np.zeros(0, np.float32), duration, [], duration)
+        # As the real one cuts: a clip per started 30 s (no features: the fake model needs none).
+        clips = [
+            Clip(np.zeros((80, 0), np.float32), [], min(CLIP_SECONDS, duration - start))
+            for start in np.arange(0.0, duration, CLIP_SECONDS)
+        ]
+        return Prepared(item, np.zeros(0, np.float32), duration, clips, duration)
 
     def run(self, jobs: Sequence[Prepared]) -> list[Outcome]:
         with self.fake._lock:
