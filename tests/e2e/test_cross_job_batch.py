@@ -79,7 +79,8 @@ async def test_jobs_submitted_together_share_a_batch_and_each_matches_its_sequen
     assert any(len(set(batch) & set(final)) >= 2 for batch in shared), shared
     assert sorted(rid for batch in shared for rid in batch) == sorted(final)  # each once
 
-    sequential = WhisperEngine(str(whisper_model_dir), ModelSettings(cpu_threads=0))
+    model = ModelSettings(beam_size=int(stack.env["STT_BEAM_SIZE"]), cpu_threads=2)  # as served
+    sequential = WhisperEngine(str(whisper_model_dir), model)
     for rid, body in final.items():
         name, language = jobs[rid]
         alone = sequential.transcribe(media_dir / name, None if language == "auto" else language)
