@@ -340,3 +340,27 @@ async def test_an_outcome_not_published_is_run_again_in_place(
     assert len([r for r in b.results() if r.status is JobStatus.COMPLETED]) == 2  # once each
     assert sum(batch.count("unlucky") for batch in b.batched()) >= 2  # ran again
     assert b.consumer.committed == {b.submit: 2}
+
+
+async def test_a_partition_revoked_mid_batch_publishes_nothing_and_its_jobs_run_again(
+    batches: Callable[..., Batches],
+) -> None:
+    b = batches(size=4, wait=5.0, delay=2.0)
+    for rid in ("moved-1", "moved-2"):
+        b.put(rid)
+
+    async def rebalance_mid_batch() -> None:
+        while not b.many.batches:
+            await asyncio.sleep(0.01)
+        await b.consumer.revoke(b.submit)  # another member owns it now, for a while
+        await asyncio.sleep(2.5)  # the batch ends meanwhile: its results must not go out
+        b.consumer.seek(b.submit, b.consumer.committed.get(b.submit, 0))  # as Kafka resets
+        await b.consumer.assign_back(b.submit)
+
+    moving = asyncio.create_task(rebalance_mid_batch())
+    await b.run(timeout=30)
+    await moving
+    assert len(b.batched()) == 2  # the fenced run, then the run after the partition came back
+    completions = [r.request_id for r in b.results() if r.status is JobStatus.COMPLETED]
+    assert sorted(completions) == ["moved-1", "moved-2"]  # once each: the fenced run sent none
+    assert b.consumer.committed == {b.submit: 2}
