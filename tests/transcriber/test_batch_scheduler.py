@@ -67,7 +67,9 @@ class DrainingConsumer(FakeConsumer):
 
 
 class Batches:
-    def __init__(self, tmp_path: Path, size: int, wait: float, delay: float) -> None:
+    def __init__(
+        self, tmp_path: Path, size: int, wait: float, delay: float, beside: bool = True
+    ) -> None:
         self.settings = KafkaSettings()
         self.stop = asyncio.Event()
         self.producer = FakeProducer()
@@ -76,7 +78,8 @@ class Batches:
         self.store = JobStore(self.redis, 3600)
         self.engine = FakeEngine(delay=delay)
         self.many = FakeManyEngine(self.engine)
-        self.batcher = Batcher(self.engine, self.many, BatchLimits(size, wait, 120.0))
+        limits = BatchLimits(size, wait, 120.0, prepare_beside_model=beside)
+        self.batcher = Batcher(self.engine, self.many, limits)
         self.cancelled: set[str] = set()
         self.runner = JobRunner(
             self.engine,
@@ -150,8 +153,8 @@ class Batches:
 
 @pytest.fixture
 def batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Batches]:
-    def make(size: int = 4, wait: float = 0.0, delay: float = 0.0) -> Batches:
-        made = Batches(tmp_path, size, wait, delay)
+    def make(size: int = 4, wait: float = 0.0, delay: float = 0.0, beside: bool = True) -> Batches:
+        made = Batches(tmp_path, size, wait, delay, beside)
         monkeypatch.setattr(job_runner, "fetch_media", made.fetch)
         return made
 
@@ -364,3 +367,19 @@ async def test_a_partition_revoked_mid_batch_publishes_nothing_and_its_jobs_run_
     completions = [r.request_id for r in b.results() if r.status is JobStatus.COMPLETED]
     assert sorted(completions) == ["moved-1", "moved-2"]  # once each: the fenced run sent none
     assert b.consumer.committed == {b.submit: 2}
+
+
+async def test_on_a_cpu_jobs_are_prepared_in_the_models_turn_and_still_share_a_batch(
+    batches: Callable[..., Batches],
+) -> None:
+    b = batches(size=4, wait=5.0, beside=False)  # STT_DEVICE=cpu: no thread beside the model
+    b.put("alone")
+    await b.run()
+    assert b.batched() == [["alone"]]  # a lone job still starts at once
+    rids = [f"cpu-{i}" for i in range(4)]
+    b.stop.clear()
+    for rid in rids:
+        b.put(rid)
+    await b.run()
+    assert [sorted(batch) for batch in b.batched()[1:]] == [rids]
+    assert b.consumer.committed == {b.submit: 5}

@@ -56,6 +56,10 @@ class BatchLimits:
     size: int  # most <= 30 s clips in one model call (STT_CROSS_JOB_BATCH); at least one job
     wait: float  # seconds a batch may wait for jobs on their way (STT_BATCH_WAIT_MS)
     max_seconds: float  # longer files take the windowed path (STT_BATCH_MAX_SECONDS)
+    # Decode and cut jobs while the model runs (a GPU). On a CPU the model's threads already
+    # take every core, and a thread beside them only slows both: preparing takes the model's
+    # turn instead (downloads still overlap).
+    prepare_beside_model: bool = False
 
 
 @dataclass
@@ -101,7 +105,8 @@ class Batcher:
     async def transcribe(self, job_id: str, item: BatchItem) -> Transcript:
         """`item`'s transcript from a batch; raises the job's own exception (JobError)."""
         try:
-            async with self._preparing:
+            turn = self._preparing if self.limits.prepare_beside_model else self.model
+            async with turn:
                 prepared = await asyncio.to_thread(self.many.prepare, item)
         finally:
             self.forget(job_id)

@@ -49,7 +49,12 @@ def batcher_for(engine: Engine, settings: Settings) -> Batcher | None:
         many = FakeManyEngine(engine)
     else:
         return None
-    limits = BatchLimits(model.cross_job_batch, model.batch_wait_ms / 1000, model.batch_max_seconds)
+    limits = BatchLimits(
+        model.cross_job_batch,
+        model.batch_wait_ms / 1000,
+        model.batch_max_seconds,
+        prepare_beside_model=model.device != "cpu",
+    )
     return Batcher(engine, many, limits)
 
 
