@@ -64,6 +64,11 @@ JOB_QUEUE_SECONDS = Histogram(
 )
 AUDIO_SECONDS = Counter("stt_audio_seconds", "Seconds of audio transcribed")
 MODEL_LOAD_SECONDS = Gauge("stt_model_load_seconds", "Time the model took to load at start")
+BATCH_JOBS = Histogram(
+    "stt_batch_jobs",
+    "Jobs per cross-job batched model call (STT_CROSS_JOB_BATCH > 1)",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
+)
 
 # ---- transcriber and projector ----
 CONSUMER_LAG = Gauge(

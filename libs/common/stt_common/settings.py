@@ -336,6 +336,26 @@ class ModelSettings(_Base):
         description="Cut looping n-grams and drop known hallucination phrases spoken over "
         "audio without speech (stt_transcriber/hallucinations.json)",
     )
+    cross_job_batch: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Most <= 30 s clips (of one or several jobs) one transcriber runs through "
+        "the model in one batched call: files up to STT_BATCH_MAX_SECONDS without word "
+        "timestamps; 1 = one job at a time",
+    )
+    batch_wait_ms: int = Field(
+        200,
+        ge=0,
+        le=10_000,
+        description="Longest a batch waits for jobs already taken and still downloading or "
+        "decoding; a lone job never waits",
+    )
+    batch_max_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Longer files take the windowed path alone, between batches",
+    )
 
 
 class FetchSettings(_Base):

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from stt_common.messages import Segment
 from stt_transcriber.audio import probe
+from stt_transcriber.batch_clips import CLIP_SECONDS, BatchItem, Clip, Prepared
+from stt_transcriber.batch_engine import Outcome
 from stt_transcriber.decode_options import DecodeOptions
 from stt_transcriber.engine import Transcript, stop_if
 from stt_transcriber.errors import JobError
@@ -56,16 +60,63 @@ class FakeEngine:
                 raise self.fail_with  # half way through, as a real failure would be
             if on_progress is not None:
                 on_progress(step / _STEPS)
-        detected = language in (None, "", "auto")
-        text = f"fake transcript of {path.name}"
-        return Transcript(
-            text=text,
-            segments=[Segment(start=0.0, end=round(duration, 3), text=text)],
-            duration=duration,
-            language="en" if detected else str(language),
-            language_probability=0.99 if detected else 1.0,
-            confidence=0.9,
-            speech_seconds=duration,
-            detected_language="en" if detected else str(language),
-            language_mismatch=False,
-        )
+        return _transcript(path, language, duration)
+
+
+def _transcript(path: Path, language: str | None, duration: float) -> Transcript:
+    detected = language in (None, "", "auto")
+    text = f"fake transcript of {path.name}"
+    return Transcript(
+        text=text,
+        segments=[Segment(start=0.0, end=round(duration, 3), text=text)],
+        duration=duration,
+        language="en" if detected else str(language),
+        language_probability=0.99 if detected else 1.0,
+        confidence=0.9,
+        speech_seconds=duration,
+        detected_language="en" if detected else str(language),
+        language_mismatch=False,
+    )
+
+
+class FakeManyEngine:
+    """The batched engine's stand-in (`batcher.ManyEngine`) over a `FakeEngine`: one batch takes
+    the fake's `delay` once, whatever its size, as a batched model call would take little more
+    than one job's. A file for which `fail_if` is true fails when prepared, alone.
+
+    `batches` records the files of every batch run, for assertions."""
+
+    def __init__(self, fake: FakeEngine) -> None:
+        self.fake = fake
+        self.fail_if: Callable[[Path], bool] = lambda path: False
+        self.batches: list[list[Path]] = []
+
+    def prepare(self, item: BatchItem) -> Prepared:
+        stop_if(item.should_stop)
+        if self.fail_if(item.path):
+            raise JobError("The media could not be decoded", "invalid_media")
+        try:
+            duration = probe(item.path, float("inf"))
+        except JobError:
+            duration = item.path.stat().st_size / _PCM_BYTES_PER_SECOND
+        # As the real one cuts: a clip per started 30 s (no features: the fake model needs none).
+        clips = [
+            Clip(np.zeros((80, 0), np.float32), [], min(CLIP_SECONDS, duration - start))
+            for start in np.arange(0.0, duration, CLIP_SECONDS)
+        ]
+        return Prepared(item, np.zeros(0, np.float32), duration, clips, duration)
+
+    def run(self, jobs: Sequence[Prepared]) -> list[Outcome]:
+        with self.fake._lock:
+            self.batches.append([p.item.path for p in jobs])
+        if self.fake.delay > 0:
+            time.sleep(self.fake.delay)
+        outcomes: list[Outcome] = []
+        for prepared in jobs:
+            item = prepared.item
+            try:
+                stop_if(item.should_stop)
+                outcomes.append(_transcript(item.path, item.language, prepared.duration))
+            except JobError as exc:
+                outcomes.append(exc)
+        return outcomes

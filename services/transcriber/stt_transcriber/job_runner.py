@@ -14,14 +14,18 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from stt_common import bus, otel, tasks
 from stt_common.cancellation import CANCELLED_MESSAGE, CANCELLED_TYPE
 from stt_common.messages import JobStatus, ResultEvent, Stage, SubmitEvent, origin_of
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_transcriber import audio
+from stt_transcriber.batch_clips import BatchItem
+from stt_transcriber.batcher import Batcher
 from stt_transcriber.decode_options import DecodeOptions
 from stt_transcriber.engine import Engine, Transcript
 from stt_transcriber.errors import JobError
@@ -34,6 +38,7 @@ Report = Callable[[Stage, float | None], Awaitable[None]]
 Cancelled = Callable[[SubmitEvent], Awaitable[bool]]  # was the job deleted by its client?
 PROGRESS_EVERY = 1.0  # seconds between progress events: fresh ETAs, yet no flood on long jobs
 CANCEL_CHECK_EVERY = 1.0  # seconds between looks at the job's cancel marker while it runs
+T = TypeVar("T")
 
 
 class CancelWatch:
@@ -118,8 +123,10 @@ class JobRunner:
         work_dir: Path,
         worker_id: str,
         cancelled: Cancelled | None = None,
+        batcher: Batcher | None = None,
     ) -> None:
         self.engine = engine
+        self.batcher = batcher  # cross-job batches (STT_CROSS_JOB_BATCH > 1): see batcher.py
         self.cancelled = cancelled
         self.durations: dict[str, float] = {}  # audio length of running jobs, once probed
         self.etas: dict[str, Eta] = {}  # when running jobs should finish, once transcribing
@@ -198,6 +205,8 @@ class JobRunner:
         scratch = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_dir))
         watch = CancelWatch(job, self.cancelled)
         watching = asyncio.create_task(watch.watch())
+        if self.batcher is not None:  # a batch may wait for this job while it downloads
+            self.batcher.expect(job.job_id)
         try:
             await self._stop_if_cancelled(job)
             await report(Stage.DOWNLOADING, None)
@@ -215,9 +224,11 @@ class JobRunner:
             self.etas[job.job_id] = eta
             await report(Stage.TRANSCRIBING, 0.0)
             with otel.step("transcribe"):
-                transcript = await self._transcribe(job, media, report, eta, watch)
+                transcript = await self._transcribe(job, media, report, eta, watch, watching)
             self.speed.observe(transcript.duration, time.monotonic() - eta.started)
         finally:
+            if self.batcher is not None:
+                self.batcher.forget(job.job_id)
             self.durations.pop(job.job_id, None)
             self.etas.pop(job.job_id, None)
             shutil.rmtree(scratch, ignore_errors=True)
@@ -247,7 +258,35 @@ class JobRunner:
         )
 
     async def _transcribe(
-        self, job: SubmitEvent, media: Path, report: Report, eta: Eta, watch: CancelWatch
+        self,
+        job: SubmitEvent,
+        media: Path,
+        report: Report,
+        eta: Eta,
+        watch: CancelWatch,
+        watching: asyncio.Task[None],
+    ) -> Transcript:
+        language = None if job.language == "auto" else job.language
+        options = DecodeOptions.of(job)
+        duration = self.durations.get(job.job_id, 0.0)
+        if self.batcher is not None and self.batcher.takes(options, duration):
+            item = BatchItem(media, language, options, watch)
+            return await _unless_cancelled(self.batcher.transcribe(job.job_id, item), watching)
+        turn: AbstractAsyncContextManager[None] = (
+            self.batcher.turn(job.job_id) if self.batcher is not None else contextlib.nullcontext()
+        )
+        async with turn:  # with a batcher, the model is shared: long files go between batches
+            return await self._alone(job, media, report, eta, watch, language, options)
+
+    async def _alone(
+        self,
+        job: SubmitEvent,
+        media: Path,
+        report: Report,
+        eta: Eta,
+        watch: CancelWatch,
+        language: str | None,
+        options: DecodeOptions,
     ) -> Transcript:
         loop = asyncio.get_running_loop()
         latest: list[tuple[float, float]] = []  # (share done, when it was reached)
@@ -269,25 +308,20 @@ class JobRunner:
                     except Exception as exc:  # progress is best effort; the result is not
                         log.warning("progress not published: %s", exc)
 
-        language = None if job.language == "auto" else job.language
         pumping = loop.create_task(pump())
         try:
             return await asyncio.to_thread(
-                self.engine.transcribe,
-                media,
-                language,
-                on_progress,
-                watch,
-                DecodeOptions.of(job),
+                self.engine.transcribe, media, language, on_progress, watch, options
             )
         finally:
             await tasks.stop(pumping)
 
 
-async def _unless_cancelled(download: Awaitable[Path], watching: asyncio.Task[None]) -> Path:
-    """`download`'s result, or JobError("cancelled") as soon as the watch sees a delete, even
-    while the server sends nothing (between chunks the download checks the flag itself)."""
-    task = asyncio.ensure_future(download)
+async def _unless_cancelled(work: Awaitable[T], watching: asyncio.Task[None]) -> T:
+    """`work`'s result, or JobError("cancelled") as soon as the watch sees a delete, even
+    while the download's server sends nothing (between chunks the download checks the flag
+    itself) or while the job waits for its batch."""
+    task = asyncio.ensure_future(work)
     await asyncio.wait({task, watching}, return_when=asyncio.FIRST_COMPLETED)
     if task.done():
         return task.result()

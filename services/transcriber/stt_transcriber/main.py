@@ -15,9 +15,11 @@ from stt_common.model_files import resolve_model
 from stt_common.publisher import Publisher
 from stt_common.settings import Settings
 from stt_transcriber import heap
+from stt_transcriber.batch_engine import BatchEngine
+from stt_transcriber.batcher import Batcher, BatchLimits, ManyEngine
 from stt_transcriber.engine import Engine, WhisperEngine
 from stt_transcriber.errors import ERROR_TYPES
-from stt_transcriber.fake_engine import FakeEngine
+from stt_transcriber.fake_engine import FakeEngine, FakeManyEngine
 from stt_transcriber.job_runner import JobRunner
 from stt_transcriber.worker import Worker
 
@@ -35,6 +37,27 @@ def load_engine(settings: Settings) -> Engine:
     return engine
 
 
+def batcher_for(engine: Engine, settings: Settings) -> Batcher | None:
+    """Cross-job batches when STT_CROSS_JOB_BATCH > 1, on the same model (no second copy)."""
+    model = settings.model
+    if model.cross_job_batch <= 1:
+        return None
+    many: ManyEngine
+    if isinstance(engine, WhisperEngine):
+        many = BatchEngine(engine)
+    elif isinstance(engine, FakeEngine):
+        many = FakeManyEngine(engine)
+    else:
+        return None
+    limits = BatchLimits(
+        model.cross_job_batch,
+        model.batch_wait_ms / 1000,
+        model.batch_max_seconds,
+        prepare_beside_model=model.device != "cpu",
+    )
+    return Batcher(engine, many, limits)
+
+
 async def _main(settings: Settings) -> int:
     worker_id = settings.worker.id or f"{socket.gethostname()}-{os.getpid()}"
     otel.setup("transcriber")
@@ -48,7 +71,7 @@ async def _main(settings: Settings) -> int:
         settings.kafka,
         group=settings.kafka.transcriber_group,
         client_id=worker_id,
-        max_poll_records=1,
+        max_poll_records=2 * settings.model.cross_job_batch,
     )
     producer = Publisher(settings.kafka)
     stop = lifecycle.stop_on_signals()
@@ -56,8 +79,15 @@ async def _main(settings: Settings) -> int:
     async def cancelled(job: SubmitEvent) -> bool:
         return await cancellation.covers(redis, job.job_id, job.submitted_at)
 
+    batcher = batcher_for(engine, settings)
     runner = JobRunner(
-        engine, settings.fetch, settings.minio, settings.worker.work_dir, worker_id, cancelled
+        engine,
+        settings.fetch,
+        settings.minio,
+        settings.worker.work_dir,
+        worker_id,
+        cancelled,
+        batcher,
     )
     worker = Worker(
         settings.kafka,
@@ -68,11 +98,13 @@ async def _main(settings: Settings) -> int:
         stop,
         settings.worker.shutdown_grace,
         settings.worker.claim_lease,
+        batch=settings.model.cross_job_batch if batcher is not None else 1,
     )
     worker.subscribe()
     try:
         async with lifecycle.kafka_clients(consumer, producer):
-            log.info("transcriber %s ready", worker_id)
+            batching = f"cross-job batches of up to {batcher.limits.size}" if batcher else "one job"
+            log.info("transcriber %s ready (%s at a time)", worker_id, batching)
             await worker.run()
     finally:
         await redis.aclose()
@@ -84,5 +116,6 @@ def main(argv: list[str]) -> int:
     parser.parse_args(argv)
     logs.setup("transcriber")
     settings = Settings()
-    heap.tune(batched=settings.model.batch_size > 0)  # before any thread: see heap.py
+    # Before any thread: see heap.py. Cross-job batches allocate per batch as the pipeline does.
+    heap.tune(batched=settings.model.batch_size > 0 or settings.model.cross_job_batch > 1)
     return asyncio.run(_main(settings))

@@ -38,6 +38,15 @@ class Offsets:
     def is_done(self, tp: TopicPartition, offset: int) -> bool:
         return offset < self._floor.get(tp, 0) or offset in self._done.get(tp, ())
 
+    def first_pending(self, tp: TopicPartition) -> int | None:
+        """The lowest offset of `tp` taken and not done (every taken one below it is done), or
+        None when there is none: what a commit of `tp` may move to at most right now."""
+        done = self._done.get(tp, set())
+        for offset in self._order.get(tp, ()):
+            if offset not in done:
+                return offset
+        return None
+
     def committable(self) -> dict[TopicPartition, int]:
         """Next offset to commit per partition that moved; forgets what it returns."""
         moves: dict[TopicPartition, int] = {}
