@@ -55,7 +55,7 @@ MAX_INITIAL_TIMESTAMP = 1.0
 # Rounds of continuation a clip may take; a 30 s clip of fast speech takes 2 or 3.
 MAX_ROUNDS = 8
 
-Outcome = Transcript | BaseException
+ItemResult = Transcript | BaseException
 
 
 class BatchFailed(Exception):
@@ -122,9 +122,9 @@ class BatchEngine:
         except av.FFmpegError as exc:  # as the sequential engine maps them
             raise invalid_media(exc) from exc
 
-    def transcribe_many(self, items: Sequence[BatchItem]) -> list[Outcome]:
+    def transcribe_many(self, items: Sequence[BatchItem]) -> list[ItemResult]:
         """Each item's transcript, or the exception it failed with, in order."""
-        outcomes: list[Outcome | None] = [None] * len(items)
+        outcomes: list[ItemResult | None] = [None] * len(items)
         ready: list[tuple[int, Prepared]] = []
         for index, item in enumerate(items):
             try:
@@ -137,9 +137,9 @@ class BatchEngine:
             outcomes[index] = outcome
         return [o if o is not None else RuntimeError("no outcome") for o in outcomes]
 
-    def run(self, jobs: Sequence[Prepared]) -> list[Outcome]:
+    def run(self, jobs: Sequence[Prepared]) -> list[ItemResult]:
         """Transcribe prepared jobs together; raises BatchFailed if the model call fails."""
-        outcomes: list[Outcome | None] = [None] * len(jobs)
+        outcomes: list[ItemResult | None] = [None] * len(jobs)
         live: list[tuple[int, _Job]] = []
         for index, prepared in enumerate(jobs):
             try:

@@ -32,7 +32,7 @@ from typing import Protocol
 from stt_common import metrics, tasks
 from stt_transcriber import heap
 from stt_transcriber.batch_clips import BatchItem, Prepared
-from stt_transcriber.batch_engine import BatchFailed, Outcome, eligible
+from stt_transcriber.batch_engine import BatchFailed, ItemResult, eligible
 from stt_transcriber.decode_options import DecodeOptions
 from stt_transcriber.engine import Engine, Transcript
 
@@ -46,7 +46,7 @@ class ManyEngine(Protocol):
         """Decode and cut one job; raises JobError."""
         ...
 
-    def run(self, jobs: Sequence[Prepared]) -> list[Outcome]:
+    def run(self, jobs: Sequence[Prepared]) -> list[ItemResult]:
         """Each job's transcript or exception, in order; raises BatchFailed."""
         ...
 
@@ -178,7 +178,7 @@ class Batcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), within)
 
-    def _run(self, jobs: list[Prepared]) -> list[Outcome]:
+    def _run(self, jobs: list[Prepared]) -> list[ItemResult]:
         """In the model thread: one batched call, or each job alone if that call fails."""
         try:
             return self.many.run(jobs)
@@ -188,7 +188,7 @@ class Batcher:
         finally:
             heap.release()  # the batch's features are gone: give their pages back
 
-    def _alone(self, item: BatchItem) -> Outcome:
+    def _alone(self, item: BatchItem) -> ItemResult:
         try:
             return self.engine.transcribe(
                 item.path, item.language, None, item.should_stop, item.options

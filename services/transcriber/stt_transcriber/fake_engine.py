@@ -12,7 +12,7 @@ import numpy as np
 from stt_common.messages import Segment
 from stt_transcriber.audio import probe
 from stt_transcriber.batch_clips import CLIP_SECONDS, BatchItem, Clip, Prepared
-from stt_transcriber.batch_engine import Outcome
+from stt_transcriber.batch_engine import ItemResult
 from stt_transcriber.decode_options import DecodeOptions
 from stt_transcriber.engine import Transcript, stop_if
 from stt_transcriber.errors import JobError
@@ -106,12 +106,12 @@ class FakeManyEngine:
         ]
         return Prepared(item, np.zeros(0, np.float32), duration, clips, duration)
 
-    def run(self, jobs: Sequence[Prepared]) -> list[Outcome]:
+    def run(self, jobs: Sequence[Prepared]) -> list[ItemResult]:
         with self.fake._lock:
             self.batches.append([p.item.path for p in jobs])
         if self.fake.delay > 0:
             time.sleep(self.fake.delay)
-        outcomes: list[Outcome] = []
+        outcomes: list[ItemResult] = []
         for prepared in jobs:
             item = prepared.item
             try:

@@ -73,7 +73,7 @@ async def _main(settings: Settings) -> int:
         client_id=worker_id,
         max_poll_records=2 * settings.model.cross_job_batch,
     )
-    producer = Publisher(settings.kafka)
+    publisher = Publisher(settings.kafka)
     stop = lifecycle.stop_on_signals()
 
     async def cancelled(job: SubmitEvent) -> bool:
@@ -94,7 +94,7 @@ async def _main(settings: Settings) -> int:
         runner,
         store,
         consumer,
-        producer,
+        publisher,
         stop,
         settings.worker.shutdown_grace,
         settings.worker.claim_lease,
@@ -102,7 +102,7 @@ async def _main(settings: Settings) -> int:
     )
     worker.subscribe()
     try:
-        async with lifecycle.kafka_clients(consumer, producer):
+        async with lifecycle.kafka_clients(consumer, publisher):
             batching = f"cross-job batches of up to {batcher.limits.size}" if batcher else "one job"
             log.info("transcriber %s ready (%s at a time)", worker_id, batching)
             await worker.run()

@@ -73,7 +73,7 @@ class Worker:
         runner: JobRunner,
         store: JobStore,
         consumer: AIOKafkaConsumer,
-        producer: Publisher,
+        publisher: Publisher,
         stop: asyncio.Event,
         shutdown_grace: float,
         claim_lease: float = claims.DEFAULT_LEASE,
@@ -84,7 +84,7 @@ class Worker:
         self.settings = settings
         self.runner = runner
         self.store = store
-        self.producer = producer
+        self.publisher = publisher
         self.stop = stop
         self.shutdown_grace = shutdown_grace
         self.retry_steps = settings.retry_topics()
@@ -321,7 +321,7 @@ class Worker:
     async def _retry(self, job: SubmitEvent, error: JobError) -> None:
         topic, delay = self.retry_steps[job.attempt - 1]
         due = datetime.now(UTC) + timedelta(seconds=delay)
-        await self.producer.send_and_wait(
+        await self.publisher.send_and_wait(
             topic,
             bus.encode(retry_of(job, due)),
             key=bus.key(job.job_id),
@@ -339,7 +339,7 @@ class Worker:
         )
 
     async def _publish(self, event: ResultEvent) -> None:
-        await self.producer.send_and_wait(
+        await self.publisher.send_and_wait(
             self.settings.topic_results,
             bus.encode(event),
             key=bus.key(event.job_id),
@@ -357,7 +357,7 @@ class Worker:
         self, record: bus.Record, attempt: int, error_type: str, message: str
     ) -> None:
         await dead_letters.send(
-            self.producer,
+            self.publisher,
             self.settings.topic_dlq,
             record,
             group=self.settings.transcriber_group,
