@@ -21,6 +21,7 @@ from stt_client import (
     JobNotFound,
     SttClient,
     Unavailable,
+    _core,
 )
 from stt_client._core import JobOptions, default_request_id
 from stt_testing import processes
@@ -105,6 +106,26 @@ def test_wait_follows_the_servers_hint() -> None:
     assert client.wait("j1", deadline=5).transcription == "hi"
     assert 0.25 <= time.monotonic() - started < 1.5
     assert seen == ["GET /api/v1/transcribe/j1"] * 2
+
+
+def test_a_poll_near_the_deadline_bounds_the_servers_hold_by_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server holds a plain poll up to 8 s near the job's ETA (STT_POLL_HOLD_SECONDS); with
+    less than that left to the caller's deadline, the poll asks for at most what is left."""
+    queries: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        queries.append(request.url.query.decode())
+        return httpx.Response(200, json=job_body("PROCESSING", poll_after_seconds=0.2))
+
+    monkeypatch.setattr(_core, "SERVER_HOLD_MAX", 1.0)  # a shorter scale, same rule
+    client = SttClient("http://stt", "k", transport=httpx.MockTransport(handle))
+    with pytest.raises(DeadlineExceeded):
+        client.wait("j1", deadline=1.5)
+    assert queries[0] == ""  # far from the deadline: the server's own hold applies
+    assert queries[-1].startswith("wait=")
+    assert 0.0 <= float(queries[-1].removeprefix("wait=")) < 1.0
 
 
 def test_wait_raises_job_failed_with_the_servers_reason() -> None:

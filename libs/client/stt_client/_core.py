@@ -165,6 +165,17 @@ def poll_hint(job: Job, response: httpx.Response) -> float:
     return min(MAX_POLL, max(MIN_POLL, hint))
 
 
+SERVER_HOLD_MAX = 8.0  # the most a server holds a plain poll (STT_POLL_HOLD_SECONDS <= 8)
+
+
+def poll_params(left: float) -> dict[str, str]:
+    """Query of a poll with `left` seconds to the caller's deadline: when the server's hold
+    window could outlast it, an explicit `wait` bounds the hold by the deadline."""
+    if left >= SERVER_HOLD_MAX:
+        return {}
+    return {"wait": f"{max(0.0, left):.2f}"}
+
+
 def hinted_job(response: httpx.Response) -> tuple[Job, float]:
     job = job_of(response)
     return job, poll_hint(job, response)

@@ -183,7 +183,10 @@ class AsyncSttClient:
         last: Job | None = None
         while True:
             try:
-                job, hint = await self._call(request_id, _core.hinted_job, "GET", path, until=until)
+                params = _core.poll_params(until - time.monotonic())
+                job, hint = await self._call(
+                    request_id, _core.hinted_job, "GET", path, until=until, params=params
+                )
             except _core.OutOfTime:
                 raise _core.deadline_error(request_id, deadline, last) from None
             last = job

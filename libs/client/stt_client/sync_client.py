@@ -161,7 +161,10 @@ class SttClient:
         last: Job | None = None
         while True:
             try:
-                job, hint = self._call(request_id, _core.hinted_job, "GET", path, until=until)
+                params = _core.poll_params(until - time.monotonic())
+                job, hint = self._call(
+                    request_id, _core.hinted_job, "GET", path, until=until, params=params
+                )
             except _core.OutOfTime:
                 raise _core.deadline_error(request_id, deadline, last) from None
             last = job
