@@ -118,3 +118,6 @@ def test_worker_ready_line_counts_only_in_the_current_run(tmp_path: Path) -> Non
     assert worker.logged_ready()
     worker.log_path.write_text("2024-01-01 transcriber INFO transcriber vm-3 ready\n")  # text logs
     assert worker.logged_ready()
+    # The line as stt_transcriber.main writes it, with how the worker runs its jobs.
+    worker.log_path.write_text('{"msg": "transcriber vm-4 ready (one job at a time)"}\n')
+    assert worker.logged_ready()

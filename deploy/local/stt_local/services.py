@@ -142,7 +142,7 @@ class ProjectorService(WorkerService):
 
 class TranscriberService(WorkerService):
     name = "transcriber"
-    ready = re.compile(r"(^|\s)transcriber \S+ ready$")  # stt_transcriber/main.py
+    ready = re.compile(r"(^|\s)transcriber \S+ ready( \(.*\))?$")  # stt_transcriber/main.py
 
 
 class WebhooksService(WorkerService):
