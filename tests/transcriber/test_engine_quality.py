@@ -132,7 +132,12 @@ def test_detection_is_over_the_voiced_audio(
     result = whisper_engine.transcribe(wav(tmp_path, "intro", audio), "vi")
     assert result.detected_language == "en", result
     assert result.language_mismatch is True
-    assert result.text and result.segments[0].start >= 19
+    # Nothing over the music: the first segment is the speech, starting at most the VAD's
+    # padding (STT_VAD_PAD_MS) before it (Whisper's own timestamps vary by a few tenths).
+    pad = whisper_engine.settings.vad_pad_ms / 1000
+    first = result.segments[0]
+    assert first.start >= 20 - pad - 0.3, result.segments
+    assert "quick" in first.text.lower(), result.segments
 
 
 def count_encodes(engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
