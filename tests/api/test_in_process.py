@@ -6,33 +6,17 @@ tests/api/test_transcribe.py and its neighbours."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
 from stt_common.job_store import job_key
 from stt_common.messages import JobRecord, JobStatus, Source
-from stt_common.settings import Settings
-from stt_testing.fakes import InProcessApi, in_process_api
+from stt_testing.fakes import InProcessApi
+from tests.api import in_process
+from tests.api.in_process import KEY
 
-KEY = "in-process-key"
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch, tmp_path) -> InProcessApi:
-    monkeypatch.chdir(tmp_path)  # no ./.env
-    monkeypatch.setenv("STT_API_KEYS", KEY)
-    return in_process_api(Settings())
-
-
-@pytest.fixture
-async def client(api: InProcessApi) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=api.app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://api", headers={"X-API-Key": KEY}
-    ) as client:
-        yield client
+api = in_process.api  # the in-process fixtures, over the conftest's real-process `api`
+client = in_process.client
 
 
 def job(request_id: str) -> dict[str, str]:

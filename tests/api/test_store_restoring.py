@@ -5,36 +5,16 @@ Redis wiped: tests/faults/test_truth.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
 from stt_common import store_epoch
-from stt_common.settings import Settings
-from stt_testing.fakes import InProcessApi, in_process_api
+from stt_testing.fakes import InProcessApi
+from tests.api import in_process
+from tests.api.in_process import job
 
-KEY = "restoring-key"
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch, tmp_path) -> InProcessApi:  # type: ignore[no-untyped-def]
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("STT_API_KEYS", KEY)
-    return in_process_api(Settings())
-
-
-@pytest.fixture
-async def client(api: InProcessApi) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=api.app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://api", headers={"X-API-Key": KEY}
-    ) as client:
-        yield client
-
-
-def job(request_id: str) -> dict[str, str]:
-    return {"request_id": request_id, "media_url": "https://media.example/a.mp3"}
+api = in_process.api  # the in-process fixtures, over the conftest's real-process `api`
+client = in_process.client
 
 
 def assert_restoring(resp: httpx.Response) -> None:

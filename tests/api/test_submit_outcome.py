@@ -5,38 +5,17 @@ during a burst of submits: tests/faults/test_truth.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import httpx
-import pytest
 
 from stt_api.jobs import OUTCOME_HEADER
-from stt_common.settings import Settings
-from stt_testing.fakes import InProcessApi, in_process_api
+from stt_testing.fakes import InProcessApi
+from tests.api import in_process
+from tests.api.in_process import job
 
-KEY = "outcome-key"
+api = in_process.api  # the in-process fixtures, over the conftest's real-process `api`
+client = in_process.client
+
 SUBMIT = "/api/v1/transcribe"
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> InProcessApi:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("STT_API_KEYS", KEY)
-    return in_process_api(Settings())
-
-
-@pytest.fixture
-async def client(api: InProcessApi) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=api.app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://api", headers={"X-API-Key": KEY}
-    ) as client:
-        yield client
-
-
-def job(request_id: str) -> dict[str, str]:
-    return {"request_id": request_id, "media_url": "https://media.example/a.mp3"}
 
 
 async def test_refused_means_no_job(client: httpx.AsyncClient, api: InProcessApi) -> None:
