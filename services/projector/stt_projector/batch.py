@@ -45,7 +45,7 @@ class BatchProjector:
                     # The transcriber group owns the submit topic's dead letters: one copy.
                     log.warning("%s; skipped (the transcriber dead-letters it)", exc)
                 else:
-                    await self._dead_letter(record, str(exc))
+                    await self.dead_letter(record, "poison_event", str(exc))
         live = await self._not_deleted(records, jobs)
         applied = await self.store.apply_many([job for _, job in live], time.time())
         # Deleted while this batch was being applied: the marker is there now; undo the write.
@@ -105,13 +105,14 @@ class BatchProjector:
             self.settings.topic_status, bus.encode(held), key=bus.key(held.job_id)
         )
 
-    async def _dead_letter(self, record: bus.Record, message: str) -> None:
+    async def dead_letter(self, record: bus.Record, error_type: str, message: str) -> None:
+        """Copy `record` to the dead-letter topic as the projector group's, once."""
         await dead_letters.send(
             self.publisher,
             self.settings.topic_dlq,
             record,
             group=self.settings.projector_group,
             attempt=1,
-            error_type="poison_event",
+            error_type=error_type,
             message=message,
         )

@@ -23,7 +23,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer
 
-from stt_common import bus, dead_letters, lifecycle, metrics
+from stt_common import bus, lifecycle, metrics
 from stt_common.consume import CommitPolicy, ConsumeLoop, Ready
 from stt_common.job_store import JobStore
 from stt_common.publisher import Publisher
@@ -68,15 +68,7 @@ class Projector:
             await loop.done(*records)
 
     async def _give_up(self, record: bus.Record, reason: str) -> None:
-        await dead_letters.send(
-            self.publisher,
-            self.settings.topic_dlq,
-            record,
-            group=self.settings.projector_group,
-            attempt=1,
-            error_type="handler_error",
-            message=reason,
-        )
+        await self.batch.dead_letter(record, "handler_error", reason)
 
 
 async def run_projector(settings: KafkaSettings, store: JobStore, stop: asyncio.Event) -> None:
