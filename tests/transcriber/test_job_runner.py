@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import wave
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,8 @@ import pytest
 from stt_common.messages import ResultEvent, SubmitEvent
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_testing.media_server import MediaServer
-from stt_transcriber.fake_engine import FakeEngine
+from stt_transcriber.batcher import Batcher, BatchLimits
+from stt_transcriber.fake_engine import FakeEngine, FakeManyEngine
 from stt_transcriber.job_runner import Eta, JobRunner
 from stt_transcriber.speed import SpeedModel
 
@@ -109,3 +111,33 @@ def test_eta_follows_the_pace_the_job_keeps() -> None:
     assert unknown.at is None  # no guess before the first measurement
     unknown.refine(0.25, unknown.started + 2.0)
     assert unknown.at == began + timedelta(seconds=8)
+
+
+async def test_in_a_batch_the_eta_starts_with_the_batch_and_learns_the_jobs_share(
+    tmp_path: Path, media: MediaServer
+) -> None:
+    """A burst of jobs waits behind each other's batches. Each job's ETA is published once its
+    batch goes on the model, and the worker learns each job's share of the model's time, not
+    the wait: a lone job after the burst is told about its own time, not the queue's."""
+    fake = FakeEngine(delay=ENGINE_SECONDS)  # FakeManyEngine: one batch takes `delay` once
+    limits = BatchLimits(size=2, wait=0.0, max_seconds=120.0, prepare_beside_model=True)
+    batcher = Batcher(fake, FakeManyEngine(fake), limits)
+    fetch = FetchSettings(allow_hosts=["127.0.0.1"], max_bytes=10 * 1024 * 1024)
+    job_runner = JobRunner(fake, fetch, MinioSettings(), tmp_path / "work", "w-1", None, batcher)
+    url = f"{media.url}/clip.wav"
+
+    burst = await asyncio.gather(*(run_once(job_runner, url, f"burst-{i}") for i in range(8)))
+    assert len(batcher.sizes) >= 4  # at most two per batch: most jobs waited behind others
+    for events in burst:
+        transcribing = [e for e in events if e.stage == "transcribing"]
+        assert transcribing[0].eta is None  # not yet on the model: no ETA
+    # Each batch took ENGINE_SECONDS for its one or two jobs; the queue took ~4 of them.
+    assert job_runner.speed.predict(CLIP_SECONDS) == pytest.approx(
+        ENGINE_SECONDS * 0.75, rel=0.5
+    )
+
+    lone = await run_once(job_runner, url, "lone")
+    announced = [e for e in lone if e.stage == "transcribing" and e.eta is not None]
+    assert announced, "the lone job's batch start published no ETA"
+    ahead = (announced[0].eta - announced[0].emitted_at).total_seconds()  # type: ignore[operator]
+    assert 0 < ahead < 2 * ENGINE_SECONDS  # its own time, not the burst's wall time

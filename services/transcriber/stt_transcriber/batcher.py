@@ -16,7 +16,9 @@ Invariants:
 * each job's outcome is its own: an exception of one job fails that job only; a failure of the
   batched call itself (`BatchFailed`) sends each of its jobs through the sequential engine alone;
 * a job whose waiter has gone (cancelled by its client, fenced, handed back) leaves the queue,
-  or its outcome is dropped: nothing else depends on it.
+  or its outcome is dropped: nothing else depends on it;
+* each job hears when its batch goes on the model (`BatchStart`), before the model runs: its
+  ETA starts there, not while it waits behind another batch.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -62,11 +64,29 @@ class BatchLimits:
     prepare_beside_model: bool = False
 
 
+@dataclass(frozen=True)
+class BatchStart:
+    """What a job is told as its batch goes on the model: enough to predict when the batch
+    ends and, once it has, to learn this job's share of the model's time."""
+
+    durations: tuple[float, ...]  # audio seconds of each job in the batch, this one included
+    clips: int  # clips in the batch: its share of the model's time goes by clips
+    own_clips: int
+
+    @property
+    def share(self) -> float:
+        return self.own_clips / self.clips
+
+
+OnStart = Callable[[BatchStart], None]
+
+
 @dataclass
 class _Waiting:
     job_id: str
     prepared: Prepared
     future: asyncio.Future[Transcript]
+    on_start: OnStart | None = None
 
 
 class Batcher:
@@ -102,8 +122,11 @@ class Batcher:
         async with self.model:
             yield
 
-    async def transcribe(self, job_id: str, item: BatchItem) -> Transcript:
-        """`item`'s transcript from a batch; raises the job's own exception (JobError)."""
+    async def transcribe(
+        self, job_id: str, item: BatchItem, on_start: OnStart | None = None
+    ) -> Transcript:
+        """`item`'s transcript from a batch; raises the job's own exception (JobError).
+        `on_start` is called (in the event loop) as the job's batch goes on the model."""
         try:
             turn = self._preparing if self.limits.prepare_beside_model else self.model
             async with turn:
@@ -111,7 +134,7 @@ class Batcher:
         finally:
             self.forget(job_id)
         future: asyncio.Future[Transcript] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Waiting(job_id, prepared, future))
+        self._queue.append(_Waiting(job_id, prepared, future, on_start))
         self._changed.set()
         if self._serving is None or self._serving.done():
             self._serving = asyncio.create_task(self._serve())
@@ -131,6 +154,7 @@ class Batcher:
                 started = time.monotonic()
                 ids = " ".join(w.job_id for w in batch)
                 log.info("batch of %d jobs started: %s", len(batch), ids)
+                _announce(batch)
                 try:
                     outcomes = await asyncio.to_thread(self._run, [w.prepared for w in batch])
                 except Exception as exc:  # a bug: fails these jobs, not the jobs to come
@@ -195,6 +219,20 @@ class Batcher:
             )
         except Exception as exc:  # the job's own failure
             return exc
+
+
+def _announce(batch: list[_Waiting]) -> None:
+    """Tell each job of `batch` that it is on the model now (best effort: a listener's error
+    is logged, the batch runs)."""
+    clips = sum(map(_clips, batch))
+    durations = tuple(w.prepared.duration for w in batch)
+    for waiting in batch:
+        if waiting.on_start is None:
+            continue
+        try:
+            waiting.on_start(BatchStart(durations, clips, _clips(waiting)))
+        except Exception:
+            log.exception("batch start not announced to %s", waiting.job_id)
 
 
 def _clips(waiting: _Waiting) -> int:

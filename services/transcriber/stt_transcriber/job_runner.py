@@ -25,7 +25,7 @@ from stt_common.messages import JobStatus, ResultEvent, Stage, SubmitEvent, orig
 from stt_common.settings import FetchSettings, MinioSettings
 from stt_transcriber import audio
 from stt_transcriber.batch_clips import BatchItem
-from stt_transcriber.batcher import Batcher
+from stt_transcriber.batcher import Batcher, BatchStart
 from stt_transcriber.decode_options import DecodeOptions
 from stt_transcriber.engine import Engine, Transcript
 from stt_transcriber.errors import JobError
@@ -81,13 +81,32 @@ RESULT_MAX_BYTES = 900_000
 class Eta:
     """When a running job should finish: first from the worker's speed model, then refined by
     the pace the job itself keeps (weighted by the share done), so pollers are told the truth
-    even when the machine is slower or faster than usual."""
+    even when the machine is slower or faster than usual.
+
+    Invariant: it starts when the model starts on the job (`restart`: with cross-job batching,
+    when its batch goes on the model, not while it waits behind another), and the speed model
+    learns only the job's own share of the model's time (`model_seconds`), so a burst of queued
+    jobs does not teach the worker that a lone job takes as long as the whole queue.
+    """
 
     def __init__(self, began: datetime, expected: float | None) -> None:
         self.began = began
         self.expected = expected
         self.started = time.monotonic()
+        self.share = 1.0  # of the model's time while this job is on it (a batch shares it)
         self.at = began + timedelta(seconds=expected) if expected is not None else None
+
+    def restart(self, expected: float | None, share: float = 1.0) -> None:
+        """The model starts on the job now, expected to take `expected` seconds."""
+        self.began = datetime.now(UTC)
+        self.expected = expected
+        self.started = time.monotonic()
+        self.share = share
+        self.at = self.began + timedelta(seconds=expected) if expected is not None else None
+
+    def model_seconds(self) -> float:
+        """This job's share of the model's time since it started: what the speed model learns."""
+        return (time.monotonic() - self.started) * self.share
 
     def refine(self, share: float, reached: float) -> None:
         """`share` of the audio was done at `reached` (time.monotonic())."""
@@ -221,11 +240,12 @@ class JobRunner:
                 self.durations[job.job_id] = round(duration, 3)
             await self._stop_if_cancelled(job)
             eta = Eta(datetime.now(UTC), self.speed.predict(duration))
-            self.etas[job.job_id] = eta
+            if self.batcher is None:  # the model is this job's now; else once its turn comes
+                self.etas[job.job_id] = eta
             await report(Stage.TRANSCRIBING, 0.0)
             with otel.step("transcribe"):
                 transcript = await self._transcribe(job, media, report, eta, watch, watching)
-            self.speed.observe(transcript.duration, time.monotonic() - eta.started)
+            self.speed.observe(transcript.duration, eta.model_seconds())
         finally:
             if self.batcher is not None:
                 self.batcher.forget(job.job_id)
@@ -271,12 +291,40 @@ class JobRunner:
         duration = self.durations.get(job.job_id, 0.0)
         if self.batcher is not None and self.batcher.takes(options, duration):
             item = BatchItem(media, language, options, watch)
-            return await _unless_cancelled(self.batcher.transcribe(job.job_id, item), watching)
+            on_model = asyncio.Event()
+
+            def on_start(start: BatchStart) -> None:
+                predicted = [self.speed.predict(d) for d in start.durations]
+                known = [p for p in predicted if p is not None]
+                eta.restart(sum(known) if len(known) == len(predicted) else None, start.share)
+                self.etas[job.job_id] = eta
+                on_model.set()
+
+            announcing = asyncio.create_task(self._announce(job, report, on_model))
+            try:
+                batch = self.batcher.transcribe(job.job_id, item, on_start)
+                return await _unless_cancelled(batch, watching)
+            finally:
+                await tasks.stop(announcing)
         turn: AbstractAsyncContextManager[None] = (
             self.batcher.turn(job.job_id) if self.batcher is not None else contextlib.nullcontext()
         )
         async with turn:  # with a batcher, the model is shared: long files go between batches
+            if self.batcher is not None:
+                eta.restart(self.speed.predict(duration))
+                self.etas[job.job_id] = eta
+                await self._announce(job, report, None)
             return await self._alone(job, media, report, eta, watch, language, options)
+
+    async def _announce(self, job: SubmitEvent, report: Report, when: asyncio.Event | None) -> None:
+        """Publish the job's ETA once the model starts on it (`when` set): best effort, as
+        progress is."""
+        if when is not None:
+            await when.wait()
+        try:
+            await report(Stage.TRANSCRIBING, 0.0)
+        except Exception as exc:
+            log.warning("progress not published: %s", exc, extra={"request_id": job.request_id})
 
     async def _alone(
         self,
