@@ -41,7 +41,10 @@ def main(argv: list[str]) -> int:
     config = ModelConfig(path=str(fetch_model(cache)))
     path = make_speech(60.0, cache).path
     settings = ModelSettings(
-        cpu_threads=config.cpu_threads, beam_size=config.beam_size, vad_pad_ms=config.vad_pad_ms
+        cpu_threads=config.cpu_threads,
+        beam_size=config.beam_size,
+        vad_pad_ms=config.vad_pad_ms,
+        vad_pad_before_ms=config.vad_pad_before_ms,
     )
     bare = WhisperModel(config.path, device="cpu", compute_type="int8", cpu_threads=2)
 

@@ -45,7 +45,9 @@ def test_speech_seconds_leave_the_padding_out(speech: Speech) -> None:
     said = decode(speech.en_wav, 60)
     audio = np.concatenate([sounds.silence(4.0), said, sounds.silence(4.0)])
     found = voice.found_chunks(audio, 0.35)
-    chunks, seconds = voice.speech(audio, 0.35, 1500)
+    where = voice.speech(audio, 0.35, 1500)
+    chunks, seconds = where.heard, where.seconds
+    assert where.found == found
     assert len(found) == len(chunks) == 1
     assert chunks[0]["start"] == found[0]["start"] - 3 * SAMPLE_RATE // 2
     assert chunks[0]["end"] == found[0]["end"] + 3 * SAMPLE_RATE // 2
@@ -77,3 +79,59 @@ def test_real_speech_under_loud_noise_reaches_the_model_whole() -> None:
     whole = [{"start": 0, "end": loud.size}]
     assert voice.voiced_chunks(loud, 0.35, 1500) == whole
     assert voice.voiced_chunks(loud, 0.35, 400) != whole
+
+
+def test_a_cut_stretch_keeps_only_its_end_before_speech() -> None:
+    """STT_VAD_PAD_BEFORE_MS: where non-speech is cut out (longer than twice the padding, or than
+    the padding at the start), only `before_ms` of it precedes the speech; the padding after
+    speech and non-speech too short to be cut are kept whole."""
+    s = SAMPLE_RATE
+    found = [
+        {"start": 2 * s, "end": 5 * s},  # 2 s in: within the padding of the start
+        {"start": 9 * s, "end": 10 * s},  # 4 s after the last: within twice the padding
+        {"start": 30 * s, "end": 32 * s},  # after 20 s of non-speech: cut before it
+    ]
+    size = 40 * s
+    assert voice.widen(found, 3000, size) == [
+        {"start": 0, "end": 13 * s},
+        {"start": 27 * s, "end": 35 * s},
+    ]
+    assert voice.widen(found, 3000, size, before_ms=400) == [
+        {"start": 0, "end": 13 * s},
+        {"start": 30 * s - 2 * s // 5, "end": 35 * s},
+    ]
+    # never more before than after; equal sides as without before_ms
+    assert voice.widen(found, 300, size, before_ms=400) == voice.widen(found, 300, size)
+    late = [{"start": 10 * s, "end": 12 * s}]  # non-speech longer than the padding at the start
+    assert voice.widen(late, 3000, size, before_ms=400)[0]["start"] == 10 * s - 2 * s // 5
+
+
+def test_outside_the_found_chunks() -> None:
+    found = [{"start": SAMPLE_RATE, "end": 2 * SAMPLE_RATE}]
+    assert voice.outside(found, 2.0, 3.0) and voice.outside(found, 0.0, 1.0)
+    assert not voice.outside(found, 1.9, 3.0) and not voice.outside(found, 0.5, 1.1)
+    assert voice.outside([], 0.0, 1.0)
+
+
+def test_the_padding_evidence_tells_missed_speech_from_music(speech: Speech) -> None:
+    """The padding guard's evidence (quality.py): the last 3 s of the alsa-utils recording under
+    music at 0 dB, which the VAD at 0.35 misses, read as voiced at the lower threshold; the
+    ends of a 20 s music intro and the start of a music outro, which the model hears as padding,
+    do not."""
+    from stt_transcriber import quality
+
+    def evidence(audio: sounds.Audio, start: float, end: float) -> float:
+        return voice.voiced_share(audio, start, end, quality.PADDING_THRESHOLD)
+
+    rec = sounds.alsa_speech()
+    said = sounds.pad(rec.audio, 1.0, 1.0)
+    loud = sounds.mix(said, sounds.music(said.size / SAMPLE_RATE), 0)
+    missed = voice.found_chunks(loud, 0.35)[-1]["end"] / SAMPLE_RATE
+    assert missed < 13.5  # the recording's speech runs to ~16 s
+    assert evidence(loud, 13.0, 16.0) >= quality.PADDING_VOICED_EVIDENCE
+    en = decode(speech.en_wav, 60)
+    intro = np.concatenate([sounds.music(20.0), en])
+    outro = np.concatenate([en, sounds.music(20.0)])
+    end = en.size / SAMPLE_RATE
+    assert evidence(intro, 17.0, 20.0) < quality.PADDING_VOICED_EVIDENCE
+    assert evidence(outro, end, end + 3.0) < quality.PADDING_VOICED_EVIDENCE
