@@ -106,11 +106,41 @@ def test_a_cut_stretch_keeps_only_its_end_before_speech() -> None:
     assert voice.widen(late, 3000, size, before_ms=400)[0]["start"] == 10 * s - 2 * s // 5
 
 
-def test_outside_the_found_chunks() -> None:
-    found = [{"start": SAMPLE_RATE, "end": 2 * SAMPLE_RATE}]
-    assert voice.outside(found, 2.0, 3.0) and voice.outside(found, 0.0, 1.0)
-    assert not voice.outside(found, 1.9, 3.0) and not voice.outside(found, 0.5, 1.1)
-    assert voice.outside([], 0.0, 1.0)
+def test_over_the_padding_only() -> None:
+    """A segment is over the padding only when it lies within what the model heard and over
+    none of what the VAD found voiced; one timed past the heard audio is not judged."""
+    s = SAMPLE_RATE
+    where = voice.Speech(
+        heard=[{"start": 0, "end": 5 * s}], found=[{"start": s, "end": 2 * s}], seconds=1.0
+    )
+    assert voice.over_padding_only(where, 2.0, 3.0) and voice.over_padding_only(where, 0.0, 1.0)
+    assert not voice.over_padding_only(where, 1.9, 3.0)  # overlaps the voiced chunk
+    assert not voice.over_padding_only(where, 4.0, 6.5)  # runs past the heard audio
+    assert not voice.over_padding_only(where, 6.0, 8.0)  # wholly past it: drifted times
+    assert voice.outside([], 0.0, 1.0) and not voice.inside([], 0.0, 1.0)
+
+
+def test_the_padding_guard_in_the_engine_s_screen(speech: Speech) -> None:
+    """engine.screener: text over the music of the padding alone is dropped as unvoiced; text
+    over the found speech, or timed past the heard audio, is not asked about."""
+    from stt_common.messages import RemovalReason
+    from stt_transcriber.engine import screener
+    from stt_transcriber.language import Language
+
+    said = decode(speech.en_wav, 60)
+    audio = np.concatenate([said, sounds.music(20.0)])
+    where = voice.speech(audio, 0.35, 3000, 400)
+    end = where.found[-1]["end"] / SAMPLE_RATE
+    assert where.heard == [{"start": 0, "end": where.found[-1]["end"] + 3 * SAMPLE_RATE}]
+    screen = screener(audio, 0.0, Language("en", decode="en"), where)
+    over_music = screen(end + 0.5, end + 2.5, "Potompangceğiz", 0.1, 0.0)
+    assert over_music.text is None
+    assert [r.reason for r in over_music.removed] == [RemovalReason.UNVOICED]
+    assert screen(end - 2.0, end + 1.0, "green hills", 0.1, 0.0).text == "green hills"
+    assert screen(end + 3.5, end + 5.0, "green hills", 0.1, 0.0).text == "green hills"
+    # on the file's clock: the same audio 10 s into the file
+    later = screener(audio, 10.0, Language("en", decode="en"), where)
+    assert later(10 + end + 0.5, 10 + end + 2.5, "Potompangceğiz", 0.1, 0.0).text is None
 
 
 def test_the_padding_evidence_tells_missed_speech_from_music(speech: Speech) -> None:

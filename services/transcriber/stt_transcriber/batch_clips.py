@@ -57,7 +57,7 @@ class Prepared:
     duration: float
     clips: list[Clip]
     speech_seconds: float
-    found: list[voice.Chunk] | None = None  # voiced, unpadded (file clock); None without VAD
+    where: voice.Speech | None = None  # found and heard chunks, file clock; None without VAD
 
 
 def split_long(audio: Samples, chunk: voice.Chunk, limit: int) -> list[voice.Chunk]:
@@ -110,16 +110,18 @@ def prepare(
         )
         voiced_seconds = voiced.seconds
         chunks = [{"start": lo + c["start"], "end": lo + c["end"]} for c in voiced.heard]
-        found: list[voice.Chunk] | None = [
-            {"start": lo + c["start"], "end": lo + c["end"]} for c in voiced.found
-        ]
+        where: voice.Speech | None = voice.Speech(
+            chunks,
+            [{"start": lo + c["start"], "end": lo + c["end"]} for c in voiced.found],
+            voiced.seconds,
+        )
     else:
         chunks = [{"start": lo, "end": hi}] if hi > lo else []
-        found = None
+        where = None
     clips = []
     for members in group(audio, chunks, CLIP_SECONDS):
         joined = voice.join(audio, members)
         mel = features_of(joined)[..., :-1]  # the extractor adds one frame past the end
         clips.append(Clip(mel[..., : 100 * int(CLIP_SECONDS)], members, joined.size / SAMPLE_RATE))
     speech = voiced_seconds if settings.vad_filter else sum(c.seconds for c in clips)
-    return Prepared(item, audio, duration, clips, round(speech, 3), found)
+    return Prepared(item, audio, duration, clips, round(speech, 3), where)

@@ -340,7 +340,7 @@ class BatchEngine:
         prepared, lang = job.prepared, job.lang
         collected = _Collected(prepared.duration, None, prepared.item.options)
         screen = (
-            screener(prepared.audio, 0.0, lang, prepared.found)
+            screener(prepared.audio, 0.0, lang, prepared.where)
             if self.settings.hallucination_filter
             else None
         )

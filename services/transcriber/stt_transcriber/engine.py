@@ -290,9 +290,7 @@ class WhisperEngine:
             lang.decode = lang.detected = info.language
             lang.probability, lang.mismatch = info.language_probability, False
         screen = (
-            screener(audio, offset, lang, where.found if where is not None else None)
-            if self.settings.hallucination_filter
-            else None
+            screener(audio, offset, lang, where) if self.settings.hallucination_filter else None
         )
         for seg in segments:  # decoding happens lazily, one 30 s chunk (or batch) at a time
             collected.add(seg, offset, bound, screen)
@@ -370,18 +368,18 @@ class WhisperEngine:
 
 
 def screener(
-    audio: Samples, offset: float, lang: Language, found: list[voice.Chunk] | None = None
+    audio: Samples, offset: float, lang: Language, where: voice.Speech | None = None
 ) -> Screen:
     """quality.screen for the segments of audio that starts `offset` seconds into the file (times
-    on the file's clock), judged in the language the job decodes in. `found`: the chunks the VAD
-    found voiced in `audio` (unpadded); with them, a segment over none of them gets the padding
-    guard."""
+    on the file's clock), judged in the language the job decodes in. `where`: what the VAD found
+    voiced in `audio` and what the model heard; with it, a segment wholly over the padding
+    (`voice.over_padding_only`) gets the padding guard."""
 
     def screen(
         start: float, end: float, text: str, no_speech_prob: float, temperature: float
     ) -> quality.Screened:
         at, to = start - offset, end - offset
-        padding_only = found is not None and voice.outside(found, at, to)
+        padding_only = where is not None and voice.over_padding_only(where, at, to)
         return quality.screen(
             start,
             end,

@@ -13,10 +13,11 @@ Three guards that faster-whisper lacks, applied to each segment after decoding:
   the audio under it shows no speech: the model's own `no_speech_prob` of at least
   NO_SPEECH_EVIDENCE, or a strict VAD finding under VOICED_SHARE_EVIDENCE of it voiced. A
   person saying "thanks for watching" is kept.
-* a segment wholly over the padding around the voiced chunks (audio the VAD did not find
-  voiced, which the model hears only as context, STT_VAD_PAD_MS) is dropped unless the VAD run
-  again over just its audio at the lower PADDING_THRESHOLD finds at least PADDING_VOICED_EVIDENCE
-  of it voiced: the model heard 3 s of music after speech and could put a word there.
+* a segment wholly over the padding around the voiced chunks (within the audio the model heard,
+  over none of what the VAD found voiced: `voice.over_padding_only`) is dropped unless the VAD
+  run again over just its audio at the lower PADDING_THRESHOLD finds at least
+  PADDING_VOICED_EVIDENCE of it voiced: the model hears up to 3 s of music after speech
+  (STT_VAD_PAD_MS) and could put a word there.
 
 Invariant: every piece of text left out is reported as a `RemovedSegment` with its reason; text
 is never rewritten other than by cutting a loop.

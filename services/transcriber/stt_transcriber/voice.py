@@ -140,7 +140,20 @@ def voiced_share(
 
 
 def outside(chunks: Iterable[Chunk], start: float, end: float) -> bool:
-    """Whether [start s, end s] overlaps none of `chunks` (samples on the same clock): text there
-    lies wholly over the padding, audio the VAD did not find voiced."""
+    """Whether [start s, end s] overlaps none of `chunks` (samples on the same clock)."""
     lo, hi = start * SAMPLE_RATE, end * SAMPLE_RATE
     return all(c["end"] <= lo or c["start"] >= hi for c in chunks)
+
+
+def inside(chunks: Iterable[Chunk], start: float, end: float) -> bool:
+    """Whether [start s, end s] lies within one of `chunks` (samples on the same clock)."""
+    lo, hi = start * SAMPLE_RATE, end * SAMPLE_RATE
+    return any(c["start"] <= lo and hi <= c["end"] for c in chunks)
+
+
+def over_padding_only(where: Speech, start: float, end: float) -> bool:
+    """Whether a segment timed [start s, end s] lies wholly over the padding: within audio the
+    model heard, over none of what the VAD found voiced. A segment timed past what the model
+    heard (Whisper's timestamps can drift: one ran 3 s past the end of the audio) says nothing
+    about where its words were, so it is not."""
+    return outside(where.found, start, end) and inside(where.heard, start, end)
