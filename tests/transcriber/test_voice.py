@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from faster_whisper.vad import get_speech_timestamps
 
+from stt_common.settings import ModelSettings
 from stt_testing import sounds
 from stt_transcriber import voice
 from stt_transcriber.decode import SAMPLE_RATE, decode
@@ -57,27 +58,33 @@ def test_speech_seconds_leave_the_padding_out(speech: Speech) -> None:
 
 
 def test_only_long_non_speech_is_cut(speech: Speech) -> None:
-    """The default padding (STT_VAD_PAD_MS) keeps a 2.5 s musical pause between sentences, as
-    context for the model, and cuts a 20 s music intro but for the padding."""
-    pad = 1500  # STT_VAD_PAD_MS=1500: the trade-off the README describes
+    """The default padding (STT_VAD_PAD_MS, STT_VAD_PAD_BEFORE_MS) keeps a 2.5 s musical pause
+    between sentences, as context for the model, and cuts a 20 s music intro but for its last
+    400 ms."""
+    defaults = ModelSettings()
+    pad, before = defaults.vad_pad_ms, defaults.vad_pad_before_ms
     said = decode(speech.en_wav, 60)
     pause = np.concatenate([said, sounds.music(2.5), said])
-    assert len(voice.voiced_chunks(pause, 0.35, pad)) == 1
+    assert len(voice.voiced_chunks(pause, 0.35, pad, before)) == 1
     intro = np.concatenate([sounds.music(20.0), said])
-    chunks = voice.voiced_chunks(intro, 0.35, pad)
-    assert len(chunks) == 1 and 17 * SAMPLE_RATE < chunks[0]["start"] < 20 * SAMPLE_RATE
+    chunks = voice.voiced_chunks(intro, 0.35, pad, before)
+    found = voice.found_chunks(intro, 0.35)
+    assert len(chunks) == 1 and 19.5 * SAMPLE_RATE < chunks[0]["start"] < 20 * SAMPLE_RATE
+    assert chunks[0]["start"] == found[0]["start"] - before * SAMPLE_RATE // 1000
 
 
 def test_real_speech_under_loud_noise_reaches_the_model_whole() -> None:
     """At 0 dB the VAD's edges fall inside the words: with faster-whisper's 400 ms of padding
     the last word of the alsa-utils recording under pink noise was cut ("side left" for "side
     right"); with the default padding the model hears all of it, as without a VAD. (Under music
-    at 0 dB the VAD misses its last 3 s outright; no padding short of the whole file helps.)"""
+    at 0 dB the VAD misses its last 3 s outright: the default 3 s after speech gives them back,
+    test_engine_quality.test_words_at_a_chunk_edge_under_loud_music_are_kept.)"""
+    defaults = ModelSettings()
     rec = sounds.alsa_speech()
     audio = sounds.pad(rec.audio, 1.0, 1.0)
     loud = sounds.mix(audio, sounds.pink(audio.size / SAMPLE_RATE), 0)
     whole = [{"start": 0, "end": loud.size}]
-    assert voice.voiced_chunks(loud, 0.35, 1500) == whole
+    assert voice.voiced_chunks(loud, 0.35, defaults.vad_pad_ms, defaults.vad_pad_before_ms) == whole
     assert voice.voiced_chunks(loud, 0.35, 400) != whole
 
 
