@@ -8,7 +8,9 @@ seconds are the steadier figure (the wall time of the same call varied 2x under 
 
 * engine: the defaults (VAD, guards, language detection on the first encoder output);
 * engine_nodetect: without the detection (its decoder step);
-* engine_noguard: STT_HALLUCINATION_FILTER=false.
+* engine_noguard: STT_HALLUCINATION_FILTER=false;
+* engine_pad400: STT_VAD_PAD_MS=400 (the padding before STT_VAD_PAD_BEFORE_MS: 400 ms on each
+  side).
 
 The engine's own stages (decode, VAD) are timed inside its calls and printed per repeat.
 """
@@ -41,7 +43,10 @@ def main(argv: list[str]) -> int:
     config = ModelConfig(path=str(fetch_model(cache)))
     path = make_speech(60.0, cache).path
     settings = ModelSettings(
-        cpu_threads=config.cpu_threads, beam_size=config.beam_size, vad_pad_ms=config.vad_pad_ms
+        cpu_threads=config.cpu_threads,
+        beam_size=config.beam_size,
+        vad_pad_ms=config.vad_pad_ms,
+        vad_pad_before_ms=config.vad_pad_before_ms,
     )
     bare = WhisperModel(config.path, device="cpu", compute_type="int8", cpu_threads=2)
 
@@ -61,6 +66,9 @@ def main(argv: list[str]) -> int:
         "engine_nodetect": WhisperEngine(config.path, settings),
         "engine_noguard": WhisperEngine(
             config.path, settings.model_copy(update={"hallucination_filter": False})
+        ),
+        "engine_pad400": WhisperEngine(
+            config.path, settings.model_copy(update={"vad_pad_ms": 400})
         ),
     }
     engines["engine_nodetect"].model.detect_next = lambda: None  # type: ignore[method-assign]

@@ -38,7 +38,8 @@ class ModelConfig:
     beam_size: int = 5
     vad_filter: bool = True  # the worker's default; bare faster-whisper gets vad_filter=True too
     vad_threshold: float = 0.35  # the worker's default (STT_VAD_THRESHOLD)
-    vad_pad_ms: int = 1500  # the worker's default (STT_VAD_PAD_MS)
+    vad_pad_ms: int = 3000  # the worker's default (STT_VAD_PAD_MS)
+    vad_pad_before_ms: int = 400  # the worker's default (STT_VAD_PAD_BEFORE_MS)
     condition_on_previous_text: bool = False  # the worker's default
 
     def env(self) -> dict[str, str]:
@@ -51,6 +52,7 @@ class ModelConfig:
             "STT_VAD_FILTER": str(self.vad_filter).lower(),
             "STT_VAD_THRESHOLD": str(self.vad_threshold),
             "STT_VAD_PAD_MS": str(self.vad_pad_ms),
+            "STT_VAD_PAD_BEFORE_MS": str(self.vad_pad_before_ms),
             "STT_CONDITION_ON_PREVIOUS_TEXT": str(self.condition_on_previous_text).lower(),
         }
 

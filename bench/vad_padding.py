@@ -4,7 +4,11 @@ the old defaults ("before": no VAD, no guards, previous text as prompt) and the 
 with several VAD paddings (STT_VAD_PAD_MS), in one process, the configurations taking turns on each
 clip so that the machine's load hits all alike.
 
-    python -m bench.vad_padding [--pads 400,1500] [--conditions clean,music_0db,...] OUT.jsonl
+    python -m bench.vad_padding [--pads 400,400/3000] [--conditions clean,...] [--no-before] OUT
+
+A pad "B/A" is B ms before each voiced chunk and A ms after it (STT_VAD_PAD_BEFORE_MS,
+STT_VAD_PAD_MS); "N" is N ms on each side. `--no-before` leaves the old defaults out (their
+figures are in bench/results/quality-vad-padding.json).
 
 One JSON line per clip and configuration (errors, reference words, seconds, text), then the
 pooled WER per condition on stdout. The figures of STT_VAD_PAD_MS's description and the README
@@ -31,17 +35,24 @@ from stt_transcriber.engine import WhisperEngine
 BEFORE = {"vad_filter": False, "hallucination_filter": False, "condition_on_previous_text": True}
 
 
+def padding(pad: str) -> dict[str, Any]:
+    """ "N": N ms on each side; "B/A": B ms before each voiced chunk, A ms after it."""
+    before, _, after = pad.rpartition("/")
+    return {"vad_pad_ms": int(after), "vad_pad_before_ms": int(before or after)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.vad_padding")
     parser.add_argument("out", type=Path)
     parser.add_argument("--pads", default="400,1500")
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
+    parser.add_argument("--no-before", action="store_true")
     args = parser.parse_args(argv)
     cache = cache_dir()
     model = str(fetch_model(cache))
     base = ModelSettings(cpu_threads=2)
-    configs: dict[str, dict[str, Any]] = {"before": BEFORE} | {
-        f"pad{pad}": {"vad_pad_ms": int(pad)} for pad in args.pads.split(",")
+    configs: dict[str, dict[str, Any]] = ({} if args.no_before else {"before": BEFORE}) | {
+        f"pad{pad}": padding(pad) for pad in args.pads.split(",")
     }
     engines = {name: WhisperEngine(model, base.model_copy(update=u)) for name, u in configs.items()}
     clips = recordings.speech_set(cache)

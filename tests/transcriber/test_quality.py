@@ -123,3 +123,14 @@ def test_a_speechless_chunk_decoded_only_by_sampling_is_dropped() -> None:
 def test_a_listed_phrase_said_twice_matches_as_once() -> None:
     assert known_hallucination("I'm sorry, I'm sorry.", "en") is not None
     assert known_hallucination("I'm sorry, I'm sorry, I'm late.", "en") is None
+
+
+def test_a_segment_over_the_padding_only_needs_evidence_of_voice() -> None:
+    """Text wholly over the VAD's padding is dropped unless the lower-threshold VAD finds its
+    audio voiced; a segment over a found chunk is not asked about (padding_voice None)."""
+    over_music = screen(10.0, 12.0, "Thank you so much.", "en", 0.1, never, 0.0, NO_VOICE)
+    assert over_music.text is None
+    assert [r.reason for r in over_music.removed] == [RemovalReason.UNVOICED]
+    missed_speech = screen(13.0, 16.0, "side left side right", "en", 0.4, never, 0.0, SPEECH)
+    assert (missed_speech.text, missed_speech.removed) == ("side left side right", [])
+    assert screen(1.0, 2.0, "hello", "en", 0.1, never, 0.0, None).text == "hello"

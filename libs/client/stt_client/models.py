@@ -33,7 +33,8 @@ class Segment(BaseModel):
 
 class RemovedSegment(BaseModel):
     """Text the model produced that the transcript leaves out (reason: repetition,
-    known_hallucination, no_words, no_speech; unknown reasons are passed through as text)."""
+    known_hallucination, no_words, no_speech, unvoiced; unknown reasons are passed through as
+    text)."""
 
     model_config = ConfigDict(extra="ignore")
 

@@ -275,6 +275,7 @@ class RemovalReason(StrEnum):
     KNOWN_HALLUCINATION = "known_hallucination"  # a listed phrase over audio without speech
     NO_WORDS = "no_words"  # not a letter or digit in it ("...")
     NO_SPEECH = "no_speech"  # judged speechless by the model, and only decoded by sampling
+    UNVOICED = "unvoiced"  # wholly over the VAD's padding, and a lower threshold finds no voice
 
 
 class RemovedSegment(BaseModel):

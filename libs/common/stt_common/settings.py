@@ -293,13 +293,21 @@ class ModelSettings(_Base):
         "bench's non-speech set but babble reaches 0.3)",
     )
     vad_pad_ms: int = Field(
+        3000,
+        ge=0,
+        le=5000,
+        description="Milliseconds of audio kept on each side of a voiced chunk: non-speech "
+        "shorter than twice this (than this at the start) is heard whole, so under loud music "
+        "or noise the model hears speech whole where the VAD's edges fall inside words or miss "
+        "its end",
+    )
+    vad_pad_before_ms: int = Field(
         400,
         ge=0,
         le=5000,
-        description="Milliseconds of audio kept on each side of a voiced chunk, so only "
-        "non-speech longer than twice this is cut out. 1500 loses fewer words under loud music "
-        "or noise (0 dB) but let the model invent a word over the end of a music intro in some "
-        "runs, so the default stays 400 (faster-whisper's)",
+        description="Where longer non-speech is cut out, the milliseconds of its end kept before "
+        "the speech (at most STT_VAD_PAD_MS): with 1.5 s or more of a music intro before speech "
+        "the model invented words over it; 400 is faster-whisper's own padding",
     )
     window_seconds: float = Field(
         300.0,

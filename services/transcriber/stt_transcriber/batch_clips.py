@@ -57,6 +57,7 @@ class Prepared:
     duration: float
     clips: list[Clip]
     speech_seconds: float
+    where: voice.Speech | None = None  # found and heard chunks, file clock; None without VAD
 
 
 def split_long(audio: Samples, chunk: voice.Chunk, limit: int) -> list[voice.Chunk]:
@@ -104,16 +105,23 @@ def prepare(
     lo, hi = speech_span(audio, SAMPLE_RATE)
     voiced_seconds = 0.0
     if settings.vad_filter:
-        found, voiced_seconds = voice.speech(
-            audio[lo:hi], settings.vad_threshold, settings.vad_pad_ms
+        voiced = voice.speech(
+            audio[lo:hi], settings.vad_threshold, settings.vad_pad_ms, settings.vad_pad_before_ms
         )
-        chunks = [{"start": lo + c["start"], "end": lo + c["end"]} for c in found]
+        voiced_seconds = voiced.seconds
+        chunks = [{"start": lo + c["start"], "end": lo + c["end"]} for c in voiced.heard]
+        where: voice.Speech | None = voice.Speech(
+            chunks,
+            [{"start": lo + c["start"], "end": lo + c["end"]} for c in voiced.found],
+            voiced.seconds,
+        )
     else:
         chunks = [{"start": lo, "end": hi}] if hi > lo else []
+        where = None
     clips = []
     for members in group(audio, chunks, CLIP_SECONDS):
         joined = voice.join(audio, members)
         mel = features_of(joined)[..., :-1]  # the extractor adds one frame past the end
         clips.append(Clip(mel[..., : 100 * int(CLIP_SECONDS)], members, joined.size / SAMPLE_RATE))
     speech = voiced_seconds if settings.vad_filter else sum(c.seconds for c in clips)
-    return Prepared(item, audio, duration, clips, round(speech, 3))
+    return Prepared(item, audio, duration, clips, round(speech, 3), where)

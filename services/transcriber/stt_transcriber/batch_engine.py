@@ -339,7 +339,11 @@ class BatchEngine:
     def _transcript(self, job: _Job, passes: list[_Pass]) -> Transcript:
         prepared, lang = job.prepared, job.lang
         collected = _Collected(prepared.duration, None, prepared.item.options)
-        screen = screener(prepared.audio, 0.0, lang) if self.settings.hallucination_filter else None
+        screen = (
+            screener(prepared.audio, 0.0, lang, prepared.where)
+            if self.settings.hallucination_filter
+            else None
+        )
         for p in passes:
             for seg in voice.restore(p.segments, p.clip.chunks):
                 collected.add(seg, 0.0, None, screen)

@@ -269,14 +269,18 @@ class WhisperEngine:
         """Transcribe one window starting at `offset` seconds into `collected`; returns the
         seconds of voiced audio it held."""
         if self.settings.vad_filter:
-            chunks, voiced_seconds = voice.speech(
-                audio, self.settings.vad_threshold, self.settings.vad_pad_ms
+            where = voice.speech(
+                audio,
+                self.settings.vad_threshold,
+                self.settings.vad_pad_ms,
+                self.settings.vad_pad_before_ms,
             )
+            chunks, voiced_seconds = where.heard, where.seconds
             if not chunks:
                 return 0.0  # nothing voiced: nothing to decode, nothing to invent
             voiced = voice.join(audio, chunks)
         else:
-            chunks, voiced = [], audio
+            chunks, voiced, where = [], audio, None
             voiced_seconds = audio.size / SAMPLE_RATE
         first = lang.decode is None
         if first:
@@ -285,7 +289,9 @@ class WhisperEngine:
         if first and lang.requested is None:  # "auto": detected by faster-whisper, as it does
             lang.decode = lang.detected = info.language
             lang.probability, lang.mismatch = info.language_probability, False
-        screen = screener(audio, offset, lang) if self.settings.hallucination_filter else None
+        screen = (
+            screener(audio, offset, lang, where) if self.settings.hallucination_filter else None
+        )
         for seg in segments:  # decoding happens lazily, one 30 s chunk (or batch) at a time
             collected.add(seg, offset, bound, screen)
             stop_if(should_stop)
@@ -361,21 +367,30 @@ class WhisperEngine:
             )
 
 
-def screener(audio: Samples, offset: float, lang: Language) -> Screen:
+def screener(
+    audio: Samples, offset: float, lang: Language, where: voice.Speech | None = None
+) -> Screen:
     """quality.screen for the segments of audio that starts `offset` seconds into the file (times
-    on the file's clock), judged in the language the job decodes in."""
+    on the file's clock), judged in the language the job decodes in. `where`: what the VAD found
+    voiced in `audio` and what the model heard; with it, a segment wholly over the padding
+    (`voice.over_padding_only`) gets the padding guard."""
 
     def screen(
         start: float, end: float, text: str, no_speech_prob: float, temperature: float
     ) -> quality.Screened:
+        at, to = start - offset, end - offset
+        padding_only = where is not None and voice.over_padding_only(where, at, to)
         return quality.screen(
             start,
             end,
             text,
             lang.decode,
             no_speech_prob,
-            lambda: voice.voiced_share(audio, start - offset, end - offset),
+            lambda: voice.voiced_share(audio, at, to),
             temperature,
+            (lambda: voice.voiced_share(audio, at, to, quality.PADDING_THRESHOLD))
+            if padding_only
+            else None,
         )
 
     return screen
