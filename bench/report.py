@@ -352,6 +352,18 @@ def api_section(a: dict[str, Any]) -> str:
                             f"{p['latency_ms']['p99']:.0f} ms: {'met' if ok else 'missed'}")
         out += ["", "Against the targets, one API process as shipped: " + "; ".join(verdicts)
                 + "."]
+        calls = {ph: base[ph].get("redis_calls_per_request") for ph in PHASE_NAMES}
+        if all(calls.values()):
+            out += ["", (
+                "Redis work per request, one process (`INFO commandstats` over each phase: "
+                "`evalsha` counts script calls, the other commands include those the scripts "
+                "ran; unlike the rates, it does not depend on the machine's load): "
+                + "; ".join(
+                    f"{PHASE_NAMES[ph]}: "
+                    + ", ".join(f"{name} {n:g}" for name, n in (c or {}).items())
+                    for ph, c in calls.items()
+                ) + "."
+            )]
     prof = a.get("profile", {})
     if prof:
         out += ["", "### Where one API process spends its time", ""]
