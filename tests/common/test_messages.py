@@ -83,10 +83,9 @@ def test_result_becomes_a_complete_record() -> None:
 
 
 def test_a_body_built_from_a_record_is_what_validating_it_gives() -> None:
-    """`JobResponse.from_record` skips validation (its values come from a validated record):
-    every field, nested segments, words and removed segments included, must serialise exactly as
-    a validated body would. Fails when a field of the same name gets a different type in
-    `JobResponse` than in `JobRecord`."""
+    """`JobResponse.from_record` hands the record's values over as they are (segments as
+    instances, not dumped and validated again): every field, nested segments, words and removed
+    segments included, must serialise exactly as a body validated from plain JSON data would."""
     result = ResultEvent.model_validate(
         {
             "request_id": "7",
