@@ -137,14 +137,37 @@ def loadgen(
     return subprocess.Popen(cmd, cwd=REPO, env=env)
 
 
+async def redis_calls(env: dict[str, str]) -> dict[str, int]:
+    """Calls per Redis command so far (INFO commandstats), commands run inside scripts too."""
+    redis = jobs.redis_client(env)
+    try:
+        stats = await redis.info("commandstats")
+    finally:
+        await redis.aclose()
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def per_request(before: dict[str, int], after: dict[str, int], requests: int) -> dict[str, float]:
+    """Redis calls per request between two `redis_calls`, by command (those above 0.01)."""
+    found = {
+        name: round((calls - before.get(name, 0)) / max(1, requests), 2)
+        for name, calls in after.items()
+    }
+    return dict(sorted((k, v) for k, v in found.items() if v >= 0.01 and k != "info"))
+
+
 async def run_phase(
     bench: Bench, api_pid: int, port: int, mode: str, duration: float, pinned: bool,
     scratch: Path, ids: Path | None = None, accepted: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     out = scratch / f"{uuid.uuid4().hex[:8]}.json"
     kind = "submit" if mode == "submit" else "poll"
     meter_pids = {"api": tree(api_pid)} | {k: [v] for k, v in bench.server_pids().items()}
     meter = CpuMeter(meter_pids)
+    # Redis work per request: counted over the generator's whole run (every request it sends
+    # is answered before it exits), so unlike the rates it does not depend on the machine's load.
+    calls_before = await redis_calls(env) if env is not None else None
     proc = loadgen(
         port, kind, duration, out, ids=ids, prefix="load-" + uuid.uuid4().hex[:6],
         cpu=0 if pinned else None, accepted=accepted,
@@ -158,6 +181,10 @@ async def run_phase(
         raise RuntimeError(f"load generator exited {rc}")
     result: dict[str, Any] = json.loads(out.read_text())
     result["cores_busy"] = cores
+    if env is not None and calls_before is not None:
+        result["redis_calls_per_request"] = per_request(
+            calls_before, await redis_calls(env), result["sent"]
+        )
     return result
 
 
@@ -179,7 +206,8 @@ async def run_config(
             "rate_limit": env.get("STT_RATE_LIMIT_PER_MINUTE") != "0",
         }
         results["submit"] = await run_phase(
-            bench, api.proc.pid, api.port, "submit", duration, pinned, scratch, accepted=accepted
+            bench, api.proc.pid, api.port, "submit", duration, pinned, scratch, accepted=accepted,
+            env=env,
         )
         if processing_ids is None:
             chosen = accepted.read_text().split()
@@ -187,10 +215,12 @@ async def run_config(
             processing_ids = scratch / "processing.txt"
             processing_ids.write_text("\n".join(chosen[:2000]))
         results["poll_processing"] = await run_phase(
-            bench, api.proc.pid, api.port, "poll", duration, pinned, scratch, ids=processing_ids
+            bench, api.proc.pid, api.port, "poll", duration, pinned, scratch, ids=processing_ids,
+            env=env,
         )
         results["poll_completed"] = await run_phase(
-            bench, api.proc.pid, api.port, "poll", duration, pinned, scratch, ids=completed_ids
+            bench, api.proc.pid, api.port, "poll", duration, pinned, scratch, ids=completed_ids,
+            env=env,
         )
     finally:
         bench.stop(api)
@@ -222,6 +252,11 @@ def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
                 for k in runs[0]["cores_busy"]
             },
             "rounds_ok_rps": [r["ok_rps"] for r in runs],
+            **(
+                {"redis_calls_per_request": runs[0]["redis_calls_per_request"]}
+                if "redis_calls_per_request" in runs[0]
+                else {}
+            ),
             "rounds_p99_ms": [r["latency_ms"]["p99"] for r in runs],
         }
     return out

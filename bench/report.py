@@ -352,6 +352,18 @@ def api_section(a: dict[str, Any]) -> str:
                             f"{p['latency_ms']['p99']:.0f} ms: {'met' if ok else 'missed'}")
         out += ["", "Against the targets, one API process as shipped: " + "; ".join(verdicts)
                 + "."]
+        calls = {ph: base[ph].get("redis_calls_per_request") for ph in PHASE_NAMES}
+        if all(calls.values()):
+            out += ["", (
+                "Redis work per request, one process (`INFO commandstats` over each phase: "
+                "`evalsha` counts script calls, the other commands include those the scripts "
+                "ran; unlike the rates, it does not depend on the machine's load): "
+                + "; ".join(
+                    f"{PHASE_NAMES[ph]}: "
+                    + ", ".join(f"{name} {n:g}" for name, n in (c or {}).items())
+                    for ph, c in calls.items()
+                ) + "."
+            )]
     prof = a.get("profile", {})
     if prof:
         out += ["", "### Where one API process spends its time", ""]
@@ -428,6 +440,18 @@ def api_findings(a: dict[str, Any]) -> str:
         "(FastAPI's routes and models, pydantic validators, the clients) no longer get scanned "
         "by each full garbage collection, the pauses that set p99 for every request in flight "
         "(p99 about 50 ms before, a few ms after).",
+        "7. **Two Redis round trips per submit, again** (issue 14; `stt_common/job_store.py`): "
+        "tenants, the store epoch and the job lists had made a new submit cost four (the epoch "
+        "marker read before the create; the confirm as a pipeline holding a script, for which "
+        "redis-py sends SCRIPT EXISTS first) and a resubmit three (the first run after them "
+        "gave one process about 0.6× its submits). The epoch check, the create and the read "
+        "of a known job's "
+        "unconfirmed event are now one script, the TTL and the job lists another, called "
+        "directly: two round trips, one for a resubmit (`tests/api/test_redis_round_trips.py` "
+        "counts them). The submit and poll routes take the wiring as one dependency instead "
+        "of one per object, and `JobResponse.from_record` hands the record's segments over "
+        "as instances instead of dumping them and validating them back (about 120 µs less "
+        "per poll of a job with 12 segments).",
         "",
         "Cost of the rate limiter as it is now (same rounds, medians):",
         "",

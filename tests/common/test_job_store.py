@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from stt_common.job_store import ApplyOutcome, JobStore, job_key, rank, settles
 from stt_common.messages import JobRecord, JobStatus
+from stt_common.store_epoch import StoreRestoring
 
 pytestmark = pytest.mark.infra
 TTL = 3600
@@ -156,3 +157,28 @@ def test_settles_is_the_rank_rule() -> None:
     assert settles(done, 1) and settles(done, 2) and not settles(done, 3)
     assert settles(running, 1) and not settles(running, 2)
     assert rank(done) > rank(running) > rank(record("x", JobStatus.COMPLETED, generation=1))
+
+
+async def test_create_if_ready_writes_nothing_unless_the_store_is_ready(store: JobStore) -> None:
+    """The submit's one script (stt_api.jobs): the epoch marker, the record and the unconfirmed
+    event of a known job, read and written together."""
+    r, marker, pending = rid(), f"js-epoch-{uuid.uuid4().hex}", f"js-pending-{uuid.uuid4().hex}"
+    keys = {"epoch_key": marker, "pending_event_key": pending}
+    for state in (None, "restoring"):  # marker lost, then a restore under way
+        if state is not None:
+            await store.redis.hset(marker, "state", state)
+        with pytest.raises(StoreRestoring):
+            await store.create_if_ready(record(r, JobStatus.PROCESSING), ttl=60, **keys)
+        assert await store.get(r) is None
+    await store.redis.hset(marker, "state", "ready")
+    mine = record(r, JobStatus.PROCESSING)
+    created = await store.create_if_ready(mine, ttl=60, **keys)
+    assert created.existing is None and created.pending_event is None
+    assert 0 < await store.redis.ttl(job_key(r)) <= 60
+    known = await store.create_if_ready(record(r, JobStatus.PROCESSING), ttl=60, **keys)
+    assert known.existing is not None and known.existing.updated_at == mine.updated_at
+    assert known.pending_event is None
+    await store.redis.set(pending, b"the event")
+    known = await store.create_if_ready(record(r, JobStatus.PROCESSING), ttl=60, **keys)
+    assert known.pending_event == b"the event"
+    await store.redis.delete(marker, pending)

@@ -80,3 +80,56 @@ def test_result_becomes_a_complete_record() -> None:
     body = JobResponse.from_record(record).model_dump(exclude_none=True)
     assert body["message"] == "Transcription completed successfully"
     assert body["transcription"] == "hello" and body["duration"] == 1.5
+
+
+def test_a_body_built_from_a_record_is_what_validating_it_gives() -> None:
+    """`JobResponse.from_record` hands the record's values over as they are (segments as
+    instances, not dumped and validated again): every field, nested segments, words and removed
+    segments included, must serialise exactly as a body validated from plain JSON data would."""
+    result = ResultEvent.model_validate(
+        {
+            "request_id": "7",
+            "tenant": "acme",
+            "generation": 2,
+            "status": "COMPLETED",
+            "stage": "done",
+            "progress": 1.0,
+            "attempt": 2,
+            "transcription": "hello there",
+            "duration": 1.5,
+            "confidence": 0.9,
+            "processing_time": 0.4,
+            "language": "en",
+            "language_probability": 0.98,
+            "segments": [
+                {
+                    "start": 0,
+                    "end": 1.5,
+                    "text": "hello there",
+                    "no_speech_prob": 0.01,
+                    "words": [{"word": "hello", "start": 0, "end": 0.5}],
+                }
+            ],
+            "removed_segments": [
+                {"start": 1.5, "end": 2, "text": "Thanks", "reason": "known_hallucination"}
+            ],
+            "speech_seconds": 1.4,
+            "detected_language": "en",
+            "language_mismatch": False,
+            "media_url": "http://h/a.mp3",
+            "submitted_at": "2026-12-03T10:00:00Z",
+            "metadata": {"post_id": "1"},
+            "priority": "batch",
+        }
+    )
+    for record in (
+        JobRecord.from_result(result),
+        JobRecord.from_submit(SubmitEvent(request_id="8", media_url="http://h/a.mp3")),
+    ):
+        body = JobResponse.from_record(record, "a message")
+        validated = JobResponse.model_validate(body.model_dump())
+        assert body.model_dump_json() == validated.model_dump_json()
+        assert body.model_dump_json(exclude_none=True) == validated.model_dump_json(
+            exclude_none=True
+        )
+    assert JobResponse.from_record(JobRecord.from_result(result)).segments == result.segments

@@ -33,29 +33,37 @@ INDEX_PREFIX = "stt:jobs:"
 ALL_JOBS_INDEX = "stt:jobs-all"
 PRUNE_BATCH = 50  # members looked at per write: bounds the write's work
 
-# KEYS[1] tenant index, KEYS[2] all-jobs index; ARGV: request_id, job id, score (ms),
-# expire_at (s), now (s), job key prefix, the tenant's job id prefix ('' or 'tenant/'),
-# cutoff (ms: older members are checked), how many to check
-_INDEX = """
-local expire_at, now = tonumber(ARGV[4]), tonumber(ARGV[5])
-if expire_at <= now then return 0 end
-local members = {ARGV[1], ARGV[2]}
-local prefixes = {ARGV[6] .. ARGV[7], ARGV[6]}
-for i = 1, 2 do
-  local idx = KEYS[i]
-  redis.call('ZADD', idx, 'GT', ARGV[3], members[i])
-  if redis.call('TTL', idx) < 0 then
-    redis.call('EXPIREAT', idx, expire_at)
-  else
-    redis.call('EXPIREAT', idx, expire_at, 'GT')
+# The job lists' update of one job, as a Lua function: `_INDEX` runs it alone, and the job store's
+# confirm script runs it with the record's expiry (one round trip per confirmed submit).
+# index_job(tenant index, all-jobs index, a); a: request_id, job id, score (ms), expire_at (s),
+# now (s), job key prefix, the tenant's job id prefix ('' or 'tenant/'), cutoff (ms: older members
+# are checked), how many to check. Returns 1, or 0 when the job has already expired.
+INDEX_FUNCTION = """
+local function index_job(tenant_index, all_index, a)
+  local expire_at, now = tonumber(a[4]), tonumber(a[5])
+  if expire_at <= now then return 0 end
+  local indexes = {tenant_index, all_index}
+  local members = {a[1], a[2]}
+  local prefixes = {a[6] .. a[7], a[6]}
+  for i = 1, 2 do
+    local idx = indexes[i]
+    redis.call('ZADD', idx, 'GT', a[3], members[i])
+    if redis.call('TTL', idx) < 0 then
+      redis.call('EXPIREAT', idx, expire_at)
+    else
+      redis.call('EXPIREAT', idx, expire_at, 'GT')
+    end
+    local old = redis.call('ZRANGEBYSCORE', idx, '-inf', a[8], 'LIMIT', 0, tonumber(a[9]))
+    for _, m in ipairs(old) do
+      if redis.call('EXISTS', prefixes[i] .. m) == 0 then redis.call('ZREM', idx, m) end
+    end
   end
-  local old = redis.call('ZRANGEBYSCORE', idx, '-inf', ARGV[8], 'LIMIT', 0, tonumber(ARGV[9]))
-  for _, m in ipairs(old) do
-    if redis.call('EXISTS', prefixes[i] .. m) == 0 then redis.call('ZREM', idx, m) end
-  end
+  return 1
 end
-return 1
 """
+
+# KEYS[1] tenant index, KEYS[2] all-jobs index; ARGV: as `index_job`'s `a`
+_INDEX = INDEX_FUNCTION + "return index_job(KEYS[1], KEYS[2], ARGV)\n"
 
 
 # KEYS[1] an index; ARGV: score, member, count. The `count` members after `member`, if it is still
@@ -112,8 +120,10 @@ class JobIndex:
         self._index = redis.register_script(_INDEX)
         self._after = redis.register_script(_AFTER)
 
-    async def add(self, record: JobRecord, expire_at: int, pipe: Pipeline, now: float) -> None:
-        """Queue the job lists' update for `record` on `pipe` (one reply)."""
+    def entry(
+        self, record: JobRecord, expire_at: int, now: float
+    ) -> tuple[list[str], list[str | int]]:
+        """The keys and arguments of `INDEX_FUNCTION` (`index_job`) for `record`."""
         tenant = tenants.name_of(record.tenant)
         job_id = record.job_id
         args: list[str | int] = [
@@ -127,7 +137,12 @@ class JobIndex:
             int((now - self.ttl) * 1000),
             PRUNE_BATCH,
         ]
-        await self._index(keys=[index_key(tenant), ALL_JOBS_INDEX], args=args, client=pipe)
+        return [index_key(tenant), ALL_JOBS_INDEX], args
+
+    async def add(self, record: JobRecord, expire_at: int, pipe: Pipeline, now: float) -> None:
+        """Queue the job lists' update for `record` on `pipe` (one reply)."""
+        keys, args = self.entry(record, expire_at, now)
+        await self._index(keys=keys, args=args, client=pipe)
 
     async def page(
         self,

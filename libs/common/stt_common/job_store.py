@@ -31,9 +31,10 @@ from typing import NamedTuple
 
 from redis.asyncio import BlockingConnectionPool, Connection, Redis, SSLConnection
 
-from stt_common.job_index import Cursor, JobIndex, Page
+from stt_common.job_index import INDEX_FUNCTION, Cursor, JobIndex, Page
 from stt_common.messages import JobRecord, Phase
 from stt_common.settings import RedisSettings
+from stt_common.store_epoch import RESTORING_DETAIL, StoreRestoring, StoreState
 
 KEY_PREFIX = "stt:job:"
 
@@ -63,14 +64,33 @@ redis.call('EXPIREAT', KEYS[1], expire_at)
 return 'applied'
 """
 
-# KEYS[1] job key; ARGV: data, updated_at (ms), ttl (s), generation. Returns existing data or nil.
-_CREATE = """
+# KEYS[1] job key, then optionally KEYS[2] the store's epoch marker (stt_common.store_epoch) and
+# KEYS[3] a key read along with an existing job; ARGV: data, updated_at (ms), ttl (s), generation.
+# Returns NOT_READY (writing nothing) when KEYS[2] is given and the store is not READY; nil once
+# created; else {existing data, the value at KEYS[3] or nil}.
+NOT_READY = -1
+_CREATE = f"""
+if KEYS[2] and redis.call('HGET', KEYS[2], 'state') ~= '{StoreState.READY}' then
+  return {NOT_READY}
+end
 local existing = redis.call('HGET', KEYS[1], 'data')
-if existing then return existing end
+if existing then
+  if KEYS[3] then return {{existing, redis.call('GET', KEYS[3])}} end
+  return {{existing}}
+end
 redis.call('HSET', KEYS[1], 'generation', ARGV[4], 'phase', 1, 'updated', ARGV[2], 'data', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return false
 """
+
+# KEYS[1] tenant index, KEYS[2] all-jobs index, KEYS[3] job key; ARGV: the index's (`index_job`),
+# whose 4th is the job's expire_at (s). The full TTL (never shortened) and the job lists' entry of
+# a job whose submit event is durable, in one call.
+_CONFIRM_BODY = """
+redis.call('EXPIREAT', KEYS[3], ARGV[4], 'GT')
+return index_job(KEYS[1], KEYS[2], ARGV)
+"""
+_CONFIRM = INDEX_FUNCTION + _CONFIRM_BODY
 
 # KEYS[1] job key; ARGV: data. Deletes only the record this caller wrote.
 _DISCARD = """
@@ -84,6 +104,14 @@ class ApplyOutcome(enum.StrEnum):
     SAME = "same"  # already held at this rank; nothing changed but the expiry
     STALE = "stale"  # older than what is stored; dropped
     EXPIRED = "expired"  # its TTL has already run out; dropped
+
+
+class Created(NamedTuple):
+    """What `JobStore.create_if_ready` found or did."""
+
+    existing: JobRecord | None  # the job already stored under this id: nothing was written
+    written: str  # the data written when `existing` is None (what `discard` removes)
+    pending_event: bytes | None  # with `existing`: the value at `pending_event_key`, if any
 
 
 class Rank(NamedTuple):
@@ -138,6 +166,7 @@ class JobStore:
         self.ttl = ttl
         self._apply = redis.register_script(_APPLY)
         self._create = redis.register_script(_CREATE)
+        self._confirm = redis.register_script(_CONFIRM)
         self._discard = redis.register_script(_DISCARD)
         self.index = JobIndex(redis, ttl, KEY_PREFIX)
 
@@ -150,19 +179,38 @@ class JobStore:
 
     async def create(self, record: JobRecord, ttl: int) -> tuple[JobRecord | None, str]:
         """Store `record` unless the job exists. Returns (existing record or None, data written)."""
+        created = await self._create_record(record, ttl, [job_key(record.job_id)])
+        return created.existing, created.written
+
+    async def create_if_ready(
+        self, record: JobRecord, ttl: int, *, epoch_key: str, pending_event_key: str
+    ) -> Created:
+        """`create`, in the same round trip as the two reads a submit needs: it raises
+        StoreRestoring, writing nothing, unless the store's epoch marker `epoch_key` says READY
+        (a store that lost its data cannot tell a finished job from a new one); and with an
+        existing job it returns the value at `pending_event_key` (the API's unconfirmed submit
+        event, `stt_api.unconfirmed`). One Lua call, so nothing can change in between."""
+        keys = [job_key(record.job_id), epoch_key, pending_event_key]
+        return await self._create_record(record, ttl, keys)
+
+    async def _create_record(self, record: JobRecord, ttl: int, keys: list[str]) -> Created:
         data = record.model_dump_json(exclude_none=True)
-        existing = await self._create(
-            keys=[job_key(record.job_id)],
-            args=[data, _ms(record.updated_at), ttl, record.generation],
+        found = await self._create(
+            keys=keys, args=[data, _ms(record.updated_at), ttl, record.generation]
         )
-        return (JobRecord.model_validate_json(existing) if existing else None), data
+        if found == NOT_READY:
+            raise StoreRestoring(RESTORING_DETAIL)
+        if not found:
+            return Created(None, data, None)
+        existing, pending = [*found, None][:2]
+        return Created(JobRecord.model_validate_json(existing), data, pending or None)
 
     async def confirm(self, record: JobRecord) -> None:
-        """Extend a freshly created record to its full TTL once its event is durable."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.expireat(job_key(record.job_id), self.expire_at(record), gt=True)
-            await self.index.add(record, self.expire_at(record), pipe, time.time())
-            await pipe.execute()
+        """Extend a freshly created record to its full TTL once its event is durable, and add it
+        to the job lists (`stt_common.job_index`): one script call, one round trip (a pipeline
+        holding a script would ask SCRIPT EXISTS first, a second one)."""
+        keys, args = self.index.entry(record, self.expire_at(record), time.time())
+        await self._confirm(keys=[*keys, job_key(record.job_id)], args=args)
 
     async def discard(self, job_id: str, data: str) -> None:
         await self._discard(keys=[job_key(job_id)], args=[data])

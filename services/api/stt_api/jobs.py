@@ -42,17 +42,23 @@ async def enqueue(
     `pending_ttl`: STT_SUBMIT_TTL_BEFORE_PUBLISH."""
     record = JobRecord.from_submit(event)
     try:
-        # A store that lost its data cannot tell a finished job from a new one: no submit until
-        # the projector has restored it (raises StoreRestoring, answered 503).
-        await store_epoch.require_ready(store.redis, publisher.settings.topic_status)
-        # Short TTL until Kafka has the event, so a crash in between leaves nothing that never
-        # ends.
-        existing, written = await store.create(record, ttl=pending_ttl)
+        # One round trip: no submit while the store is being restored (a store that lost its
+        # data cannot tell a finished job from a new one: StoreRestoring, answered 503); a short
+        # TTL until Kafka has the event, so a crash in between leaves nothing that never ends;
+        # a known job comes back with its unconfirmed event, if any.
+        created = await store.create_if_ready(
+            record,
+            ttl=pending_ttl,
+            epoch_key=store_epoch.epoch_key(publisher.settings.topic_status),
+            pending_event_key=unconfirmed.unconfirmed_key(record.job_id),
+        )
     except RedisError as exc:
         raise StoreUnavailable(REFUSED, exc) from exc
-    if existing is not None:
+    if created.existing is not None:
         try:
-            return await _resend_unconfirmed(store, publisher, existing)
+            return await _resend_unconfirmed(
+                store, publisher, created.existing, unconfirmed.parse(created.pending_event)
+            )
         except RedisError as exc:  # the job exists; its first publish may still be unknown
             raise StoreUnavailable(UNKNOWN, exc) from exc
     try:
@@ -68,7 +74,7 @@ async def enqueue(
         raise
     except BaseException:
         try:
-            await store.discard(record.job_id, written)
+            await store.discard(record.job_id, created.written)
         except RedisError as exc:  # the short TTL clears the record
             raise StoreUnavailable(REFUSED, exc) from exc
         raise
@@ -82,12 +88,11 @@ async def enqueue(
 
 
 async def _resend_unconfirmed(
-    store: JobStore, publisher: SubmitPublisher, existing: JobRecord
+    store: JobStore, publisher: SubmitPublisher, existing: JobRecord, event: SubmitEvent | None
 ) -> tuple[JobRecord, bool]:
-    """A known job; if its first publish's outcome is unknown, the same event is sent again and
-    the answer is (record, True) once Kafka acknowledges it. Any failure here is still unknown:
-    the first copy may yet arrive."""
-    event = await unconfirmed.recall(store.redis, existing.job_id)
+    """A known job; if its first publish's outcome is unknown (`event`, kept by
+    `stt_api.unconfirmed`), the same event is sent again and the answer is (record, True) once
+    Kafka acknowledges it. Any failure here is still unknown: the first copy may yet arrive."""
     if event is None:
         return existing, False
     try:

@@ -26,8 +26,9 @@ async def remember(redis: Redis, event: SubmitEvent, ttl: int) -> None:
     await redis.set(unconfirmed_key(event.job_id), event.model_dump_json(), ex=ttl)
 
 
-async def recall(redis: Redis, job_id: str) -> SubmitEvent | None:
-    data = await redis.get(unconfirmed_key(job_id))
+def parse(data: bytes | None) -> SubmitEvent | None:
+    """The event stored by `remember`, as read along with the job's record
+    (`JobStore.create_if_ready`, one round trip per submit)."""
     return SubmitEvent.model_validate_json(data) if data else None
 
 

@@ -13,14 +13,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 from fastapi.exceptions import RequestValidationError
 
 from stt_api import job_lists, jobs, polling, subtitles
-from stt_api.deps import (
-    CallerDep,
-    JobStoreDep,
-    LongPollsDep,
-    PollAdvisorDep,
-    PublisherDep,
-    SettingsDep,
-)
+from stt_api.deps import CallerDep, JobStoreDep, PublisherDep, WiringDep
 from stt_api.submit_events import PublishError
 from stt_common import cancellation, media_bucket, store_epoch, tenants
 from stt_common.job_store import job_key
@@ -95,16 +88,12 @@ def _respond(
         }
     },
 )
-async def submit(
-    body: TranscribeRequest,
-    store: JobStoreDep,
-    publisher: PublisherDep,
-    advisor: PollAdvisorDep,
-    settings: SettingsDep,
-    caller: CallerDep,
-) -> Response:
+async def submit(body: TranscribeRequest, wiring: WiringDep, caller: CallerDep) -> Response:
     """Accept a job and answer at once. A known `request_id` returns that job's current status
     and starts nothing new."""
+    # The wiring as one dependency, not one per object: FastAPI solves each dependency on every
+    # request, and on the two hottest routes that cost more than the route's own work.
+    settings = wiring.settings
     if not media_bucket.readable(body.media_url, settings.minio):
         # A 422 like any other field rule, the same for every refused bucket (see media_bucket).
         error = {"loc": ("body", "media_url"), "msg": media_bucket.BUCKET_REFUSED}
@@ -125,7 +114,10 @@ async def submit(
     )
     try:
         record, new = await jobs.enqueue(
-            store, publisher, event, pending_ttl=settings.api.submit_ttl_before_publish
+            wiring.job_store,
+            wiring.publisher,
+            event,
+            pending_ttl=settings.api.submit_ttl_before_publish,
         )
     except PublishError as exc:
         log.warning("submit not confirmed: %s", exc, extra={"request_id": event.request_id})
@@ -151,8 +143,8 @@ async def submit(
             },
         ) from exc
     if not new:
-        return _respond(record, advisor, status_code=202)
-    return _respond(record, advisor, SUBMITTED_MESSAGE, status_code=202)
+        return _respond(record, wiring.poll_advisor, status_code=202)
+    return _respond(record, wiring.poll_advisor, SUBMITTED_MESSAGE, status_code=202)
 
 
 @router.get(
@@ -168,10 +160,7 @@ async def submit(
 )
 async def poll(
     request_id: Annotated[RequestId, Path()],
-    store: JobStoreDep,
-    long_polls: LongPollsDep,
-    advisor: PollAdvisorDep,
-    settings: SettingsDep,
+    wiring: WiringDep,
     caller: CallerDep,
     format: Annotated[subtitles.Format, Query(description="json (default), srt, vtt or txt")] = (
         "json"
@@ -188,8 +177,9 @@ async def poll(
     ] = None,
     tenant: job_lists.TenantQuery = None,
 ) -> Response:
+    settings = wiring.settings  # one dependency for the wiring, as in `submit`
     job_id = tenants.job_id(job_lists.owner(caller, tenant), request_id)
-    record = await store.get(job_id)
+    record = await wiring.job_store.get(job_id)
     if record is not None and record.status is JobStatus.PROCESSING:
         hold = (
             wait
@@ -198,13 +188,13 @@ async def poll(
         )
         if hold > 0:
             # Sleeps holding no Redis connection; one shared read per step wakes it (long_poll.py).
-            record = await long_polls.wait(job_id, hold)
+            record = await wiring.long_polls.wait(job_id, hold)
     if record is None:
         # Not found is only true while Redis holds all it should (503 during a restore).
-        await store_epoch.require_ready(store.redis, settings.kafka.topic_status)
+        await store_epoch.require_ready(wiring.job_store.redis, settings.kafka.topic_status)
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job not found: {request_id}")
     if format == "json":
-        return _respond(record, advisor)
+        return _respond(record, wiring.poll_advisor)
     if record.status is not JobStatus.COMPLETED:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
