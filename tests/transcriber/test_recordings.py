@@ -20,6 +20,12 @@ def test_the_set_has_several_hundred_words_of_several_speakers() -> None:
     for clip in clips:
         seconds = clip.audio.size / sounds.RATE
         assert 3 < seconds < 30, clip.name  # one Whisper chunk each
+
+
+@pytest.mark.model  # the VAD over the whole set: ~10 s of CPU, too much for the fast tier
+def test_the_set_is_speech_all_through() -> None:
+    for clip in recordings.speech_set(cache_dir()):
+        seconds = clip.audio.size / sounds.RATE
         voiced = voice.voiced_seconds(voice.voiced_chunks(clip.audio))
         assert voiced > 0.7 * seconds, (clip.name, voiced, seconds)
 
