@@ -12,6 +12,7 @@ from stt_testing.infra import cache_dir
 from stt_transcriber import voice
 
 
+@pytest.mark.model  # building the set decodes every recording: ~10 s, too much for the fast tier
 def test_the_set_has_several_hundred_words_of_several_speakers() -> None:
     clips = recordings.speech_set(cache_dir())
     assert recordings.reference_words(clips) >= 450

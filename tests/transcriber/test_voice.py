@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from faster_whisper.vad import get_speech_timestamps
 
 from stt_common.settings import ModelSettings
@@ -57,6 +58,7 @@ def test_speech_seconds_leave_the_padding_out(speech: Speech) -> None:
     assert voice.widen(found, 10_000, audio.size) == [{"start": 0, "end": audio.size}]
 
 
+@pytest.mark.model  # the VAD over real recordings: seconds of CPU, not the fast tier
 def test_only_long_non_speech_is_cut(speech: Speech) -> None:
     """The default padding (STT_VAD_PAD_MS, STT_VAD_PAD_BEFORE_MS) keeps a 2.5 s musical pause
     between sentences, as context for the model, and cuts a 20 s music intro but for its last
@@ -73,6 +75,7 @@ def test_only_long_non_speech_is_cut(speech: Speech) -> None:
     assert chunks[0]["start"] == found[0]["start"] - before * SAMPLE_RATE // 1000
 
 
+@pytest.mark.model  # the VAD over real recordings: seconds of CPU, not the fast tier
 def test_real_speech_under_loud_noise_reaches_the_model_whole() -> None:
     """At 0 dB the VAD's edges fall inside the words: with faster-whisper's 400 ms of padding
     the last word of the alsa-utils recording under pink noise was cut ("side left" for "side
@@ -127,6 +130,7 @@ def test_over_the_padding_only() -> None:
     assert voice.outside([], 0.0, 1.0) and not voice.inside([], 0.0, 1.0)
 
 
+@pytest.mark.model  # the VAD over real recordings: seconds of CPU, not the fast tier
 def test_the_padding_guard_in_the_engine_s_screen(speech: Speech) -> None:
     """engine.screener: text over the music of the padding alone is dropped as unvoiced; text
     over the found speech, or timed past the heard audio, is not asked about."""
@@ -150,6 +154,7 @@ def test_the_padding_guard_in_the_engine_s_screen(speech: Speech) -> None:
     assert later(10 + end + 0.5, 10 + end + 2.5, "Potompangceğiz", 0.1, 0.0).text is None
 
 
+@pytest.mark.model  # the VAD over real recordings: seconds of CPU, not the fast tier
 def test_the_padding_evidence_tells_missed_speech_from_music(speech: Speech) -> None:
     """The padding guard's evidence (quality.py): the last 3 s of the alsa-utils recording under
     music at 0 dB, which the VAD at 0.35 misses, read as voiced at the lower threshold; the
