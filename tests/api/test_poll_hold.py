@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,10 +21,10 @@ from stt_api import polling
 from stt_common.job_store import JobStore
 from stt_common.messages import JobRecord, JobStatus, Stage
 from stt_common.settings import Settings, SettingsError
-from stt_testing.fakes import InProcessApi, in_process_api
+from stt_testing.fakes import InProcessApi
 from tests.api import job_records
+from tests.api.in_process import api_with, client_of
 
-KEY = "hold-key"
 SEED_COMPLETED = {"request_id", "status", "message", "transcription", "duration", "processing_time"}
 
 
@@ -59,25 +60,14 @@ async def finish_after(store: JobStore, request_id: str, seconds: float) -> None
     await store.apply(completed(request_id), time.time())
 
 
-def api_with(monkeypatch: pytest.MonkeyPatch, tmp_path: object, hold: str | None) -> InProcessApi:
-    monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]  # no ./.env
-    monkeypatch.setenv("STT_API_KEYS", KEY)
-    if hold is not None:
-        monkeypatch.setenv("STT_POLL_HOLD_SECONDS", hold)
-    return in_process_api(Settings())
-
-
 @pytest.fixture
-def app(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> InProcessApi:
-    return api_with(monkeypatch, tmp_path, None)  # the default window
+def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> InProcessApi:
+    return api_with(monkeypatch, tmp_path)  # the default window
 
 
 @pytest.fixture
 async def in_process(app: InProcessApi) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app.app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://api", headers={"X-API-Key": KEY}
-    ) as client:
+    async with client_of(app) as client:
         yield client
 
 
@@ -103,7 +93,7 @@ def test_the_window_holds_only_a_near_eta_while_transcribing() -> None:
 
 
 def test_the_window_is_bounded_under_the_guides_request_timeout(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
     assert 3 <= Settings().api.poll_hold_seconds < 10  # covers the guide's 3 s sleep
@@ -144,14 +134,11 @@ async def test_wait_zero_answers_at_once_even_near_the_eta(
 
 
 async def test_the_hold_is_capped_at_the_window(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    api = api_with(monkeypatch, tmp_path, "0.5")
+    api = api_with(monkeypatch, tmp_path, STT_POLL_HOLD_SECONDS="0.5")
     await api.wiring.job_store.apply(transcribing("h-4", eta_in=0.2), time.time())
-    transport = httpx.ASGITransport(app=api.app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://api", headers={"X-API-Key": KEY}
-    ) as client:
+    async with client_of(api) as client:
         took, body = await timed_get(client, "/api/v1/transcribe/h-4")
     assert body["status"] == "PROCESSING"  # late: still running when the window closed
     assert "poll_after_seconds" in body
@@ -159,14 +146,11 @@ async def test_the_hold_is_capped_at_the_window(
 
 
 async def test_a_zero_window_answers_at_once(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    api = api_with(monkeypatch, tmp_path, "0")
+    api = api_with(monkeypatch, tmp_path, STT_POLL_HOLD_SECONDS="0")
     await api.wiring.job_store.apply(transcribing("h-5", eta_in=0.5), time.time())
-    transport = httpx.ASGITransport(app=api.app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://api", headers={"X-API-Key": KEY}
-    ) as client:
+    async with client_of(api) as client:
         took, body = await timed_get(client, "/api/v1/transcribe/h-5")
     assert body["status"] == "PROCESSING"
     assert took < 0.4
