@@ -300,7 +300,11 @@ class JobRunner:
                 self.etas[job.job_id] = eta
                 on_model.set()
 
-            announcing = asyncio.create_task(self._announce(job, report, on_model))
+            async def announce() -> None:  # the ETA, once the batch is on the model
+                await on_model.wait()
+                await _progress(job, report, 0.0)
+
+            announcing = asyncio.create_task(announce())
             try:
                 batch = self.batcher.transcribe(job.job_id, item, on_start)
                 return await _unless_cancelled(batch, watching)
@@ -313,18 +317,8 @@ class JobRunner:
             if self.batcher is not None:
                 eta.restart(self.speed.predict(duration))
                 self.etas[job.job_id] = eta
-                await self._announce(job, report, None)
+                await _progress(job, report, 0.0)  # with its ETA, now that it has the model
             return await self._alone(job, media, report, eta, watch, language, options)
-
-    async def _announce(self, job: SubmitEvent, report: Report, when: asyncio.Event | None) -> None:
-        """Publish the job's ETA once the model starts on it (`when` set): best effort, as
-        progress is."""
-        if when is not None:
-            await when.wait()
-        try:
-            await report(Stage.TRANSCRIBING, 0.0)
-        except Exception as exc:
-            log.warning("progress not published: %s", exc, extra={"request_id": job.request_id})
 
     async def _alone(
         self,
@@ -351,10 +345,7 @@ class JobRunner:
                     last_sent = time.monotonic()
                     share, reached = latest[-1]
                     eta.refine(share, reached)
-                    try:
-                        await report(Stage.TRANSCRIBING, round(share, 3))
-                    except Exception as exc:  # progress is best effort; the result is not
-                        log.warning("progress not published: %s", exc)
+                    await _progress(job, report, round(share, 3))
 
         pumping = loop.create_task(pump())
         try:
@@ -363,6 +354,15 @@ class JobRunner:
             )
         finally:
             await tasks.stop(pumping)
+
+
+async def _progress(job: SubmitEvent, report: Report, share: float) -> None:
+    """Publish how far the transcription is (with the job's ETA): best effort, as the result
+    is not."""
+    try:
+        await report(Stage.TRANSCRIBING, share)
+    except Exception as exc:
+        log.warning("progress not published: %s", exc, extra={"request_id": job.request_id})
 
 
 async def _unless_cancelled(work: Awaitable[T], watching: asyncio.Task[None]) -> T:
